@@ -132,17 +132,38 @@ func OpenWriter(ctx context.Context, cs Ingester, opts ...WriterOpt) (Writer, er
 // WriteBlob writes the blob desc from r into cs under ref and commits it,
 // verified against desc.Size and desc.Digest. An ingest left under ref by an
 // earlier attempt is resumed. A blob already in the store is not written
-// again, and that is not an error.
+// again, and that is not an error; the labels opts carry are then added to
+// it when cs is also a [Manager].
 func WriteBlob(ctx context.Context, cs Ingester, ref string, r io.Reader, desc ocispec.Descriptor, opts ...CommitOpt) error {
 	w, err := OpenWriter(ctx, cs, WithRef(ref), WithDescriptor(desc))
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
-			return nil
+			return addLabels(ctx, cs, desc, opts)
 		}
 		return fmt.Errorf("write %s: %w", desc.Digest, err)
 	}
 	defer w.Close()
 	return Copy(ctx, w, r, desc.Size, desc.Digest, opts...)
+}
+
+// addLabels gives an existing blob the labels a commit would have added.
+func addLabels(ctx context.Context, cs Ingester, desc ocispec.Descriptor, opts []CommitOpt) error {
+	m, ok := cs.(Manager)
+	if !ok || len(opts) == 0 {
+		return nil
+	}
+	info, err := ApplyCommitOpts(Info{Digest: desc.Digest}, opts...)
+	if err != nil || len(info.Labels) == 0 {
+		return err
+	}
+	paths := make([]string, 0, len(info.Labels))
+	for k := range info.Labels {
+		paths = append(paths, "labels."+k)
+	}
+	if _, err := m.Update(ctx, info, paths...); err != nil {
+		return fmt.Errorf("write %s: label existing blob: %w", desc.Digest, err)
+	}
+	return nil
 }
 
 // ReadBlob reads the whole blob desc from p and verifies its size and

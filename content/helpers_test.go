@@ -547,3 +547,22 @@ func TestReadAllHugeSizeDoesNotPanic(t *testing.T) {
 		t.Fatalf("ReadAll() error = %v, want ErrDigestMismatch", err)
 	}
 }
+
+func TestWriteBlobLabelsExistingBlob(t *testing.T) {
+	ctx := context.Background()
+	s := memory.New()
+	desc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromString("hello"), Size: 5}
+	if err := content.WriteBlob(ctx, s, "a", strings.NewReader("hello"), desc); err != nil {
+		t.Fatal(err)
+	}
+	if err := content.WriteBlob(ctx, s, "b", strings.NewReader("hello"), desc, content.WithLabels(map[string]string{"k": "v"})); err != nil {
+		t.Fatalf("WriteBlob() of an existing blob: %v", err)
+	}
+	info, err := s.Info(ctx, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Labels["k"] != "v" {
+		t.Fatalf("labels = %v, want k=v added to the existing blob", info.Labels)
+	}
+}
