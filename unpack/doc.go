@@ -1,0 +1,82 @@
+// Package unpack turns image layers into root filesystems.
+//
+// [Apply] reads one layer, a tar stream that is plain or compressed with
+// gzip or zstd (told apart by magic bytes), and applies it onto a directory
+// that holds the layers below it. It computes the layer's DiffID while it
+// reads, and checks it when given one with [WithDiffID].
+//
+// # Layer semantics
+//
+// Layers follow the OCI image-spec rules for changesets:
+//
+//   - A ".wh.<name>" entry removes <name> as lower layers left it, and a
+//     ".wh..wh..opq" entry empties its directory of what lower layers put
+//     there. Whiteouts hide lower layers only: what the same layer adds
+//     survives its whiteouts, before or after them in the stream. Other
+//     ".wh..wh." entries are aufs bookkeeping and are skipped.
+//   - An entry replaces what is at its path, a directory by a file and a
+//     file by a directory included; the last of duplicate entries wins. An
+//     existing directory named again keeps its content and gets the new
+//     metadata. A file is always created anew, never written through, so a
+//     hardlink to it from a lower layer keeps the old content.
+//   - Hardlinks may point to files earlier in the layer or in lower layers;
+//     the target's metadata is left alone. Symlinks keep their target as
+//     written, absolute or dangling.
+//   - Regular files get their mode (setuid, setgid and sticky bits
+//     included), times and content; sparse files are written in full.
+//     Directory modes and times are set once the layer is in, so that
+//     writing their content does not change them. Times the system cannot
+//     represent are clamped to the range of int64 nanoseconds (years 1677
+//     to 2262), not zeroed.
+//   - Ownership is applied when the caller is privileged (effective uid 0),
+//     through [WithOwnership] when given; otherwise files belong to the
+//     caller. [WithUnprivileged] forces the unprivileged behaviour.
+//   - Fifos are created. Char and block devices are created when
+//     privileged, and otherwise reported in [ApplyResult].Skipped. (Outside
+//     Linux, fifos, devices and xattrs are always reported skipped.)
+//   - Extended attributes in the user namespace and POSIX ACLs are set on
+//     files and directories; security.capability too when privileged.
+//     Other namespaces, trusted.* (which could steer an overlay mount of the
+//     result) and security.selinux (the runtime labels files) among them,
+//     are never set, and are reported as skipped, as are attributes on
+//     symlinks and special files and those the filesystem refuses.
+//
+// # Containment
+//
+// Apply works through an [os.Root] opened on the target directory: nothing
+// outside it is created, changed or removed. On top of that it reads names
+// as a container will see them, with the root as "/":
+//
+//   - A leading "/" is dropped: "/etc/passwd" is <root>/etc/passwd.
+//   - A name or hardlink target that climbs out with ".." ("../x",
+//     "a/../../x"), a whiteout of "." or "..", and an entry that would
+//     replace the root itself are refused with an [*UnsafeEntryError].
+//   - Symlinks met on the way to an entry are followed as the container
+//     would: an absolute target starts again at the root, and ".." stops
+//     there. A layer with "lib -> /usr/lib" and "lib/x" writes
+//     <root>/usr/lib/x; one with "evil -> /etc" (or "-> ../../..") and
+//     "evil/passwd" writes <root>/etc/passwd, never the host's.
+//   - The last component of a name is never followed: an entry replaces a
+//     symlink at its path rather than writing through it.
+//
+// # Limits
+//
+// A layer may hold at most 64 GiB uncompressed ([WithMaxSize]), counting
+// both the stream and the files' sizes, may expand at most 500 times its
+// compressed size beyond its first 16 MiB ([WithMaxRatio]), and may hold at
+// most 2,000,000 entries ([WithMaxEntries]). Names and hardlink targets are
+// limited to 4096 bytes, symlink chains to 40 links, and zstd windows to
+// 128 MiB. Apply streams: memory does not grow with file sizes, only with
+// the number of entries it tracks for whiteouts.
+//
+// # Errors
+//
+// Errors are classified with github.com/containerd/errdefs. An unsafe
+// entry is an [*UnsafeEntryError] (errdefs.ErrInvalidArgument); a DiffID
+// that does not match is a [*DiffIDMismatchError]
+// (errdefs.ErrFailedPrecondition and content.ErrDigestMismatch); a layer
+// over a limit is a *content.LimitError (errdefs.ErrResourceExhausted and
+// content.ErrTooLarge). A malformed stream matches
+// errdefs.ErrInvalidArgument; an error of the caller's reader is returned
+// wrapped, as it is.
+package unpack
