@@ -68,12 +68,19 @@
 // # Faults
 //
 // [Registry.Inject] (or [WithFault]) makes matching requests fail: status
-// codes (5xx, 429 with Retry-After), connections reset after N bytes,
-// bodies that stall or trickle, Range ignored, corrupted bytes of the
-// right length, and 307 redirects to a CDN that rejects requests carrying
-// an Authorization header. A [Fault] selects requests by server, method,
-// path and digest, and applies to a number of them or to all until
-// removed; [Injection.Hits] tells how often it applied.
+// codes (5xx, 429 with Retry-After), connections reset or closed after N
+// bytes, bodies that stall or trickle, Range ignored, corrupted bytes of
+// the right length, and 307 redirects to a CDN that rejects requests
+// carrying an Authorization header. A [Fault] selects requests by server,
+// method, path and digest, and applies to a number of them or to all until
+// removed; [Injection.Hits] tells how often it applied. Faults can be
+// injected and removed while the registry serves:
+//
+//	reg.Inject(registrytest.Fault{Kind: registrytest.FaultReset, Digest: layer, Bytes: 1 << 20, Times: 1})
+//	// pull: the client must resume layer at 1 MiB
+//	if got := reg.BlobBytesServed(layer); got != size {
+//		t.Errorf("served %d bytes of the layer, want %d: bytes were fetched twice", got, size)
+//	}
 //
 // # Assertions
 //

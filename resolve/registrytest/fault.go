@@ -26,8 +26,12 @@ const (
 	// negative. It applies to any request.
 	FaultTooManyRequests
 	// FaultReset sends the headers and the first [Fault].Bytes bytes of a
-	// content body, then resets the connection (TCP RST). A body no longer
-	// than Bytes is sent whole. It applies to GETs of blobs and manifests.
+	// content body, then resets the connection (TCP RST): the client reads
+	// the Bytes bytes, then gets an error such as "connection reset by
+	// peer". On Linux the reset waits until the client's kernel has
+	// received the bytes, so the count is exact; elsewhere a slow reader may
+	// lose some. A body no longer than Bytes is sent whole. It applies to
+	// GETs of blobs and manifests.
 	FaultReset
 	// FaultStall sends the headers and the first [Fault].Bytes bytes of a
 	// content body, then sends nothing more until the client gives up (the
@@ -51,6 +55,12 @@ const (
 	// header, as object stores with signed URLs do; see
 	// [Registry.CDNSawAuthorization].
 	FaultRedirect
+	// FaultClose sends the headers and the first [Fault].Bytes bytes of a
+	// content body, then closes the connection in order (FIN), so the body
+	// ends short of its Content-Length (Go clients read
+	// io.ErrUnexpectedEOF). A body no longer than Bytes is sent whole. It
+	// applies to GETs of blobs and manifests.
+	FaultClose
 )
 
 var faultNames = [...]string{
@@ -62,6 +72,7 @@ var faultNames = [...]string{
 	FaultIgnoreRange:     "ignore-range",
 	FaultCorrupt:         "corrupt",
 	FaultRedirect:        "redirect",
+	FaultClose:           "close",
 }
 
 // String returns the kind's name, such as "reset".
@@ -101,8 +112,8 @@ type Fault struct {
 	// RetryAfter is the Retry-After of FaultTooManyRequests and
 	// FaultStatus, rounded up to whole seconds.
 	RetryAfter time.Duration
-	// Bytes is how many body bytes FaultReset and FaultStall send first,
-	// and how many FaultTrickle sends at a time.
+	// Bytes is how many body bytes FaultReset, FaultClose and FaultStall
+	// send first, and how many FaultTrickle sends at a time.
 	Bytes int64
 	// Interval is FaultTrickle's pause between writes.
 	Interval time.Duration
@@ -280,16 +291,16 @@ func retryAfter(d time.Duration) string {
 type bodyPlan struct {
 	corrupt     bool
 	ignoreRange bool
-	cut         int64 // bytes sent before a reset or stall; -1 for none
-	reset       bool  // at cut: reset if set, else stall
-	chunk       int64 // trickle: bytes per write; 0 for no trickle
+	cut         int64     // bytes sent before the connection breaks; -1 for none
+	cutKind     FaultKind // FaultReset, FaultClose or FaultStall
+	chunk       int64     // trickle: bytes per write; 0 for no trickle
 	interval    time.Duration
 }
 
 // planBody consumes the body faults that match t.
 func (r *Registry) planBody(w *recorder, t target) bodyPlan {
 	p := bodyPlan{cut: -1}
-	for _, f := range r.take(t, false, FaultReset, FaultStall, FaultTrickle, FaultIgnoreRange, FaultCorrupt) {
+	for _, f := range r.take(t, false, FaultReset, FaultClose, FaultStall, FaultTrickle, FaultIgnoreRange, FaultCorrupt) {
 		w.addFault(f.Kind)
 		switch f.Kind {
 		case FaultCorrupt:
@@ -301,10 +312,10 @@ func (r *Registry) planBody(w *recorder, t target) bodyPlan {
 			if p.interval <= 0 {
 				p.interval = 10 * time.Millisecond
 			}
-		case FaultReset, FaultStall:
-			n := max(f.Bytes, 0)
-			if p.cut < 0 || n < p.cut || (n == p.cut && f.Kind == FaultReset) {
-				p.cut, p.reset = n, f.Kind == FaultReset
+		case FaultReset, FaultClose, FaultStall:
+			// The earliest break wins; at the same offset, the first injected.
+			if n := max(f.Bytes, 0); p.cut < 0 || n < p.cut {
+				p.cut, p.cutKind = n, f.Kind
 			}
 		}
 	}
@@ -341,7 +352,7 @@ func (r *Registry) writeBody(w *recorder, req *http.Request, body []byte, p body
 		return
 	}
 	_ = rc.Flush()
-	if !p.reset {
+	if p.cutKind == FaultStall {
 		select {
 		case <-req.Context().Done():
 		case <-r.closing:
@@ -352,17 +363,24 @@ func (r *Registry) writeBody(w *recorder, req *http.Request, body []byte, p body
 	if err != nil {
 		return
 	}
-	resetConn(conn)
+	if p.cutKind == FaultClose {
+		_ = conn.Close()
+		return
+	}
+	r.resetConn(conn)
 }
 
-// resetConn closes conn so that the peer sees a reset, not an orderly end.
-func resetConn(conn net.Conn) {
+// resetConn closes conn so that the peer sees a reset, not an orderly end,
+// once the peer has received what was written.
+func (r *Registry) resetConn(conn net.Conn) {
 	type netConner interface{ NetConn() net.Conn }
 	c := conn
 	if nc, ok := c.(netConner); ok { // *tls.Conn
 		c = nc.NetConn()
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
+		// An abortive close drops what the kernel has not sent yet.
+		waitSent(tc, r.closing)
 		_ = tc.SetLinger(0)
 	}
 	// Closing the TCP connection under TLS skips the close_notify alert.

@@ -3,6 +3,7 @@ package registrytest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -199,6 +200,42 @@ func TestFaultReset(t *testing.T) {
 	}
 }
 
+// TestFaultResetExact resets a large body while the client is not reading:
+// the client still gets exactly the bytes before the reset.
+func TestFaultResetExact(t *testing.T) {
+	reg := registrytest.NewT(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 256<<10) // 4 MiB
+	desc := reg.PushBlob("big", data)
+	const cut = 3 << 20
+	reg.Inject(registrytest.Fault{Kind: registrytest.FaultReset, Bytes: cut})
+	resp, err := reg.Client().Get(reg.URL() + "/v2/big/blobs/" + desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Let the server write up to the cut before reading anything.
+	for reg.Requests()[0].Bytes < cut {
+		time.Sleep(time.Millisecond)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err == nil || len(got) != cut || !bytes.Equal(got, data[:cut]) {
+		t.Fatalf("read %d bytes, err %v; want %d and an error", len(got), err, cut)
+	}
+}
+
+func TestFaultClose(t *testing.T) {
+	reg, data, u := blobFixture(t, registrytest.WithTLS())
+	reg.Inject(registrytest.Fault{Kind: registrytest.FaultClose, Bytes: 123, Times: 1})
+	req, _ := http.NewRequest("GET", u, nil)
+	_, got, err := readAllErr(t, reg.Client(), req)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !bytes.Equal(got, data[:123]) {
+		t.Fatalf("closed body: %d bytes, err %v; want 123 and io.ErrUnexpectedEOF", len(got), err)
+	}
+	if resp, body := do(t, reg.Client(), "GET", u, nil, ""); resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("next request = %d", resp.StatusCode)
+	}
+}
+
 func TestFaultResetBeyondBody(t *testing.T) {
 	reg, data, u := blobFixture(t)
 	reg.Inject(registrytest.Fault{Kind: registrytest.FaultReset, Bytes: 5000})
@@ -253,6 +290,33 @@ func TestFaultStallEndsOnClose(t *testing.T) {
 	reg.Close() // returns although a body is stalled
 	if _, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatal("a stalled body ended without error after Close")
+	}
+}
+
+// TestCloseAbandonedBody checks that Close returns while a client holds a
+// large body it stopped reading.
+func TestCloseAbandonedBody(t *testing.T) {
+	reg := registrytest.New()
+	defer reg.Close()
+	desc := reg.PushBlob("big", bytes.Repeat([]byte{7}, 16<<20))
+	reg.Inject(registrytest.Fault{Kind: registrytest.FaultTrickle, Bytes: 1 << 20, Interval: time.Hour})
+	resp, err := reg.Client().Get(reg.URL() + "/v2/big/blobs/" + desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	reg.ClearFaults()
+	resp2, err := reg.Client().Get(reg.URL() + "/v2/big/blobs/" + desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	reg.Close() // one handler sleeps, the other is blocked writing
+	if _, err := io.ReadAll(resp2.Body); err == nil {
+		t.Error("an abandoned body ended without error after Close")
 	}
 }
 

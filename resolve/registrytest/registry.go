@@ -142,11 +142,11 @@ type Registry struct {
 	requests []*Request
 	served   int64
 	perBlob  map[digest.Digest]int64
-	access   map[string]*token  // access token → grant
-	refresh  map[string]string  // refresh token → user
-	cdnAuth  bool               // the CDN saw an Authorization header
-	seq      uint64             // upload ids
-	gen      uint64             // bumped by ResetStats
+	access   map[string]*token // access token → grant
+	refresh  map[string]string // refresh token → user
+	cdnAuth  bool              // the CDN saw an Authorization header
+	seq      uint64            // upload ids
+	gen      uint64            // bumped by ResetStats
 }
 
 // New starts a registry on 127.0.0.1, on a free port, with a CDN server
@@ -204,14 +204,16 @@ func (r *Registry) start(h http.Handler) *httptest.Server {
 	return s
 }
 
-// Close stops the registry, its CDN and its token server. Bodies being
-// trickled or stalled by a fault end at once. Close may be called more
-// than once.
+// Close stops the registry, its CDN and its token server, and closes the
+// connections of requests still being served, so that it returns even when
+// a client stopped reading a body. Bodies being trickled or stalled by a
+// fault end at once. Close may be called more than once.
 func (r *Registry) Close() {
 	r.once.Do(func() {
 		close(r.closing)
 		for _, s := range []*httptest.Server{r.srv, r.cdn, r.tokens} {
 			if s != nil {
+				s.CloseClientConnections()
 				s.Close()
 			}
 		}
