@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // Doer sends an HTTP request and returns its response, as *http.Client
@@ -191,7 +193,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		if !fresh && hasBody(hop) {
 			b, err := hop.GetBody()
 			if err != nil {
-				return nil, fmt.Errorf("auth: %s %s: rewind body: %w", hop.Method, redactURL(hop.URL), err)
+				return nil, fmt.Errorf("auth: %s %s: rewind body: %w", hop.Method, httpx.RedactURL(hop.URL), err)
 			}
 			out.Body = b
 		}
@@ -234,7 +236,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 			if hasBody(hop) && hop.GetBody == nil {
 				discard(resp)
 				return nil, fmt.Errorf("auth: %s %s: cannot send the request again after a 401 without Request.GetBody: %w",
-					hop.Method, redactURL(hop.URL), errdefs.ErrFailedPrecondition)
+					hop.Method, httpx.RedactURL(hop.URL), errdefs.ErrFailedPrecondition)
 			}
 			discard(resp)
 			forced = next
@@ -391,11 +393,11 @@ func (c *Client) redirect(ctx context.Context, hop *http.Request, resp *http.Res
 	}
 	u, err := hop.URL.Parse(loc)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %s %s: redirect to a malformed Location: %w", hop.Method, redactURL(hop.URL), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("auth: %s %s: redirect to a malformed Location: %w", hop.Method, httpx.RedactURL(hop.URL), errdefs.ErrInvalidArgument)
 	}
 	next, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %s %s: redirect: %w", hop.Method, redactURL(hop.URL), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("auth: %s %s: redirect: %w", hop.Method, httpx.RedactURL(hop.URL), errdefs.ErrInvalidArgument)
 	}
 	next.Header = hop.Header.Clone()
 	if next.Header == nil {
@@ -404,7 +406,7 @@ func (c *Client) redirect(ctx context.Context, hop *http.Request, resp *http.Res
 	if withBody {
 		body, err := hop.GetBody()
 		if err != nil {
-			return nil, fmt.Errorf("auth: %s %s: rewind body: %w", hop.Method, redactURL(hop.URL), err)
+			return nil, fmt.Errorf("auth: %s %s: rewind body: %w", hop.Method, httpx.RedactURL(hop.URL), err)
 		}
 		next.Body, next.GetBody, next.ContentLength = body, hop.GetBody, hop.ContentLength
 	} else {
@@ -425,7 +427,7 @@ func (c *Client) redirect(ctx context.Context, hop *http.Request, resp *http.Res
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("auth: %s %s: redirect: %w", hop.Method, redactURL(hop.URL), err)
+			return nil, fmt.Errorf("auth: %s %s: redirect: %w", hop.Method, httpx.RedactURL(hop.URL), err)
 		}
 		if withBody {
 			// The policy may have read the body; start from a fresh one.
@@ -435,7 +437,7 @@ func (c *Client) redirect(ctx context.Context, hop *http.Request, resp *http.Res
 		if next.Body != nil {
 			next.Body.Close()
 		}
-		return nil, fmt.Errorf("auth: %s %s: stopped after %d redirects: %w", hop.Method, redactURL(hop.URL), maxRedirects, errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("auth: %s %s: stopped after %d redirects: %w", hop.Method, httpx.RedactURL(hop.URL), maxRedirects, errdefs.ErrUnavailable)
 	}
 	return next, nil
 }
@@ -445,7 +447,7 @@ func (c *Client) redirect(ctx context.Context, hop *http.Request, resp *http.Res
 func redactURLError(err error, u *url.URL) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return &url.Error{Op: ue.Op, URL: redactURL(u), Err: ue.Err}
+		return &url.Error{Op: ue.Op, URL: httpx.RedactURL(u), Err: ue.Err}
 	}
 	return err
 }

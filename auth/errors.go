@@ -3,12 +3,12 @@ package auth
 import (
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // ResponseError reports an unexpected status from a token server.
@@ -55,30 +55,7 @@ func (e *ResponseError) Unwrap() error {
 	if e.StatusCode == http.StatusBadRequest && e.Code == "invalid_grant" {
 		return errdefs.ErrUnauthenticated
 	}
-	return statusClass(e.StatusCode)
-}
-
-// statusClass maps an HTTP status to an errdefs class.
-func statusClass(code int) error {
-	switch {
-	case code == http.StatusBadRequest:
-		return errdefs.ErrInvalidArgument
-	case code == http.StatusUnauthorized:
-		return errdefs.ErrUnauthenticated
-	case code == http.StatusForbidden:
-		return errdefs.ErrPermissionDenied
-	case code == http.StatusNotFound:
-		return errdefs.ErrNotFound
-	case code == http.StatusTooManyRequests, code >= 500 && code <= 599:
-		return errdefs.ErrUnavailable
-	}
-	return errdefs.ErrUnknown
-}
-
-// redactURL returns u without user info, query and fragment.
-func redactURL(u *url.URL) string {
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return r.String()
+	return httpx.StatusClass(e.StatusCode)
 }
 
 // safeCode returns code when it is a short identifier, else "".
@@ -92,22 +69,4 @@ func safeCode(code string) string {
 		}
 	}
 	return code
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

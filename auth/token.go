@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // Token lifetimes.
@@ -171,7 +173,7 @@ func (c *Client) fetchToken(ctx context.Context, key tokenKey, scopes scopeSet) 
 	}
 	if !cred.IsEmpty() && strings.HasPrefix(key.origin, "https://") && realm.Scheme != "https" {
 		return nil, fmt.Errorf("auth: refusing to send credentials for %s to %s over plain http: %w",
-			host, redactURL(realm), errdefs.ErrPermissionDenied)
+			host, httpx.RedactURL(realm), errdefs.ErrPermissionDenied)
 	}
 	scopeList := scopes.list()
 	rk := refreshKey{key.origin, key.realm, key.service, cred.Username}
@@ -212,7 +214,7 @@ func (c *Client) fetchToken(ctx context.Context, key tokenKey, scopes scopeSet) 
 		value = resp.AccessToken
 	}
 	if value == "" {
-		return nil, fmt.Errorf("auth: token from %s: response has no token: %w", redactURL(realm), errdefs.ErrUnauthenticated)
+		return nil, fmt.Errorf("auth: token from %s: response has no token: %w", httpx.RedactURL(realm), errdefs.ErrUnauthenticated)
 	}
 	if resp.RefreshToken != "" {
 		c.mu.Lock()
@@ -260,7 +262,7 @@ func (c *Client) postToken(ctx context.Context, realm *url.URL, service string, 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, realm.String(), strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("auth: token from %s: %w", redactURL(realm), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("auth: token from %s: %w", httpx.RedactURL(realm), errdefs.ErrInvalidArgument)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return c.sendTokenRequest(req, realm)
@@ -280,7 +282,7 @@ func (c *Client) getToken(ctx context.Context, realm *url.URL, service string, s
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("auth: token from %s: %w", redactURL(realm), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("auth: token from %s: %w", httpx.RedactURL(realm), errdefs.ErrInvalidArgument)
 	}
 	if cred != nil {
 		req.SetBasicAuth(cred.Username, cred.Password)
@@ -296,11 +298,11 @@ func (c *Client) sendTokenRequest(req *http.Request, realm *url.URL) (*tokenResp
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
-			return nil, fmt.Errorf("auth: token from %s: %w", redactURL(realm), ctxErr)
+			return nil, fmt.Errorf("auth: token from %s: %w", httpx.RedactURL(realm), ctxErr)
 		}
 		// Transport errors quote the URL, which may carry scopes but never
 		// credentials: passwords travel in the body or in a header.
-		return nil, fmt.Errorf("auth: token from %s: %w: %w", redactURL(realm), errdefs.ErrUnavailable, unwrapURLError(err))
+		return nil, fmt.Errorf("auth: token from %s: %w: %w", httpx.RedactURL(realm), errdefs.ErrUnavailable, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	body := io.LimitReader(resp.Body, maxTokenResponse)
@@ -318,15 +320,15 @@ func (c *Client) sendTokenRequest(req *http.Request, realm *url.URL) (*tokenResp
 			code = e.Errors[0].Code
 		}
 		return nil, &ResponseError{
-			URL:        redactURL(realm),
+			URL:        httpx.RedactURL(realm),
 			StatusCode: resp.StatusCode,
 			Code:       safeCode(code),
-			RetryAfter: retryAfter(resp.Header, c.now()),
+			RetryAfter: retryWait(resp.Header, c.now()),
 		}
 	}
 	var tr tokenResponse
 	if err := json.NewDecoder(body).Decode(&tr); err != nil {
-		return nil, fmt.Errorf("auth: token from %s: malformed response: %w", redactURL(realm), errdefs.ErrUnauthenticated)
+		return nil, fmt.Errorf("auth: token from %s: malformed response: %w", httpx.RedactURL(realm), errdefs.ErrUnauthenticated)
 	}
 	return &tr, nil
 }
@@ -353,4 +355,10 @@ func isStatus(err error, codes ...int) bool {
 		}
 	}
 	return false
+}
+
+// retryWait is the wait a Retry-After header asks for, or 0.
+func retryWait(h http.Header, now time.Time) time.Duration {
+	d, _ := httpx.RetryAfter(h, now)
+	return d
 }

@@ -7,11 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // maxErrorBody is how much of an error response's body is read to find the
@@ -97,29 +98,7 @@ func (e *ResponseError) Error() string {
 }
 
 // Unwrap returns the errdefs class of the status code.
-func (e *ResponseError) Unwrap() error {
-	switch c := e.StatusCode; {
-	case c == http.StatusBadRequest:
-		return errdefs.ErrInvalidArgument
-	case c == http.StatusUnauthorized:
-		return errdefs.ErrUnauthenticated
-	case c == http.StatusForbidden:
-		return errdefs.ErrPermissionDenied
-	case c == http.StatusNotFound:
-		return errdefs.ErrNotFound
-	case c == http.StatusMethodNotAllowed, c == http.StatusNotImplemented:
-		return errdefs.ErrNotImplemented
-	case c == http.StatusConflict:
-		return errdefs.ErrConflict
-	case c == http.StatusPreconditionFailed:
-		return errdefs.ErrFailedPrecondition
-	case c == http.StatusRequestedRangeNotSatisfiable:
-		return errdefs.ErrOutOfRange
-	case c == http.StatusRequestTimeout, c == http.StatusTooManyRequests, c >= 500 && c <= 599:
-		return errdefs.ErrUnavailable
-	}
-	return errdefs.ErrUnknown
-}
+func (e *ResponseError) Unwrap() error { return httpx.StatusClass(e.StatusCode) }
 
 // newResponseError reads the registry's error document from resp (at most
 // maxErrorBody bytes), closes the body and returns the error.
@@ -127,7 +106,7 @@ func newResponseError(resp *http.Response) *ResponseError {
 	e := &ResponseError{StatusCode: resp.StatusCode}
 	if resp.Request != nil {
 		e.Method = resp.Request.Method
-		e.URL = redactURL(resp.Request.URL)
+		e.URL = httpx.RedactURL(resp.Request.URL)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
@@ -151,51 +130,18 @@ func newResponseError(resp *http.Response) *ResponseError {
 	return e
 }
 
-// redactURL returns u without user info, query and fragment: presigned
-// URLs carry their signature in the query.
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return r.String()
-}
-
 // redactError removes the query from the URL of the first *url.Error in
 // err's chain, which net/http puts in transport errors, and returns err.
 func redactError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if u, perr := url.Parse(ue.URL); perr == nil {
-			ue.URL = redactURL(u)
+			ue.URL = httpx.RedactURL(u)
 		} else {
 			ue.URL = "<unparsable URL>"
 		}
 	}
 	return err
-}
-
-// retryAfter parses a Retry-After header, delta-seconds or an HTTP date.
-// ok is false when there is none or it cannot be read.
-func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if s < 0 {
-			return 0, false
-		}
-		if s > int64(24*time.Hour/time.Second)*365 {
-			s = int64(24*time.Hour/time.Second) * 365
-		}
-		return time.Duration(s) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
 }
 
 // stallError reports a connection that delivered nothing for too long.

@@ -2,8 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pullkit/pullkit/internal/httpx"
 
 	"github.com/pullkit/pullkit/auth"
 	"github.com/pullkit/pullkit/handlers"
@@ -227,7 +227,7 @@ func (r *Repository) send(ctx context.Context, src source, desc ocispec.Descript
 	for hop := 0; ; hop++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
-			return nil, fmt.Errorf("GET %s: %v: %w", redactURL(u), err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("GET %s: %v: %w", httpx.RedactURL(u), err, errdefs.ErrInvalidArgument)
 		}
 		trusted := src.registry && originOf(u) == r.origin
 		if trusted {
@@ -268,13 +268,13 @@ func (r *Repository) send(ctx context.Context, src source, desc ocispec.Descript
 		}
 		drain(resp)
 		if hop >= maxRedirects {
-			return nil, fmt.Errorf("GET %s: stopped after %d redirects: %w", redactURL(src.url), maxRedirects, errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("GET %s: stopped after %d redirects: %w", httpx.RedactURL(src.url), maxRedirects, errdefs.ErrUnavailable)
 		}
 		next, err := u.Parse(loc)
 		if err != nil || (next.Scheme != "http" && next.Scheme != "https") {
-			return nil, fmt.Errorf("GET %s: redirect to an unusable Location: %w", redactURL(u), errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("GET %s: redirect to an unusable Location: %w", httpx.RedactURL(u), errdefs.ErrUnavailable)
 		}
-		r.log(ctx, slog.LevelDebug, "redirect", desc, slog.String("from", redactURL(u)), slog.String("to", redactURL(next)))
+		r.log(ctx, slog.LevelDebug, "redirect", desc, slog.String("from", httpx.RedactURL(u)), slog.String("to", httpx.RedactURL(next)))
 		u = next
 	}
 }
@@ -312,17 +312,8 @@ func retryable(err error) bool {
 		}
 		return false
 	}
-	var (
-		certErr    *tls.CertificateVerificationError
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		invalidErr x509.CertificateInvalidError
-		dnsErr     *net.DNSError
-	)
 	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
-		return false
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+	case httpx.Permanent(err):
 		return false
 	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err):
 		return false

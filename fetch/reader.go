@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pullkit/pullkit/internal/httpx"
 
 	"github.com/pullkit/pullkit/auth"
 	"github.com/pullkit/pullkit/content"
@@ -194,7 +196,7 @@ func (r *reader) open() error {
 			return err
 		}
 		r.rp.log(r.ctx, slog.LevelInfo, "foreign URL failed: trying the next source", r.desc,
-			slog.String("url", redactURL(src.url)), slog.String("error", err.Error()))
+			slog.String("url", httpx.RedactURL(src.url)), slog.String("error", err.Error()))
 	}
 	return nil // not reached: there is always the registry source
 }
@@ -464,13 +466,13 @@ func (s *segment) try() error {
 		if !ok || start > s.pos {
 			resp.Body.Close()
 			return fmt.Errorf("GET %s: 206 with Content-Range %q for a request from byte %d: %w",
-				redactURL(s.src.url), cr, s.pos, errdefs.ErrUnavailable)
+				httpx.RedactURL(s.src.url), cr, s.pos, errdefs.ErrUnavailable)
 		}
 		skip, bodyEnd = s.pos-start, end
 	default:
 		re := newResponseError(resp)
 		if c := resp.StatusCode; c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable {
-			if d, ok := retryAfter(resp.Header, time.Now()); ok {
+			if d, ok := httpx.RetryAfter(resp.Header, time.Now()); ok {
 				if d > rp.cfg.maxRetryAfter {
 					re.RetryAfter = d
 				} else {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // Transport defaults of the clients [Hosts] builds.
@@ -282,7 +284,7 @@ func parseMirror(n int, m string) (hostSpec, error) {
 		// url's errors repeat the input, which may hold a password.
 		return hostSpec{}, fmt.Errorf("mirror #%d is not a URL: %w", n, errdefs.ErrInvalidArgument)
 	}
-	shown := redact(u)
+	shown := httpx.RedactURL(u)
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return hostSpec{}, fmt.Errorf("mirror %q: scheme must be http or https: %w", shown, errdefs.ErrInvalidArgument)

@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/errdefs"
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // hostsFile is the name of a host directory's configuration file.
@@ -425,7 +427,7 @@ func shownURL(s string) string {
 	if u.Scheme == "" && u.Host == "" {
 		return s
 	}
-	return redact(u)
+	return httpx.RedactURL(u)
 }
 
 // elem returns p[i] as a non-empty string.

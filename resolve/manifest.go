@@ -2,18 +2,14 @@ package resolve
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +21,7 @@ import (
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/fetch"
 	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/internal/httpx"
 	"github.com/pullkit/pullkit/reference"
 )
 
@@ -125,7 +122,7 @@ func (r *Registry) get(ctx context.Context, h Host, u *url.URL, ref reference.Re
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("GET %s: read manifest: %w", redact(u), err)
+		return ocispec.Descriptor{}, fmt.Errorf("GET %s: read manifest: %w", httpx.RedactURL(u), err)
 	}
 	if int64(len(body)) > limit {
 		return ocispec.Descriptor{}, &content.LimitError{What: "manifest size", Limit: limit, Got: limit + 1}
@@ -151,7 +148,7 @@ func (r *Registry) get(ctx context.Context, h Host, u *url.URL, ref reference.Re
 func (r *Registry) send(ctx context.Context, h Host, method string, u *url.URL) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %v: %w", method, redact(u), err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s %s: %v: %w", method, httpx.RedactURL(u), err, errdefs.ErrInvalidArgument)
 	}
 	for k, vs := range h.Header {
 		req.Header[k] = append([]string(nil), vs...)
@@ -286,9 +283,9 @@ func responseError(resp *http.Response) *fetch.ResponseError {
 	e := &fetch.ResponseError{StatusCode: resp.StatusCode}
 	if resp.Request != nil {
 		e.Method = resp.Request.Method
-		e.URL = redact(resp.Request.URL)
+		e.URL = httpx.RedactURL(resp.Request.URL)
 	}
-	if d, ok := retryAfter(resp.Header, time.Now()); ok {
+	if d, ok := httpx.RetryAfter(resp.Header, time.Now()); ok {
 		e.RetryAfter = d
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -317,24 +314,6 @@ func clip(s string) string {
 	return s
 }
 
-// retryAfter parses Retry-After: seconds or an HTTP date.
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.ParseInt(v, 10, 32); err == nil {
-		if s < 0 {
-			return 0, false
-		}
-		return time.Duration(s) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
 // transient reports whether a failure of a host may go away on retry.
 func transient(err error) bool {
 	var re *fetch.ResponseError
@@ -343,17 +322,8 @@ func transient(err error) bool {
 		return c == http.StatusRequestTimeout || c == http.StatusTooManyRequests ||
 			(c >= 500 && c <= 599 && c != http.StatusNotImplemented && c != http.StatusHTTPVersionNotSupported)
 	}
-	var (
-		certErr    *tls.CertificateVerificationError
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		invalidErr x509.CertificateInvalidError
-		dnsErr     *net.DNSError
-	)
 	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
-		return false
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+	case httpx.Permanent(err):
 		return false
 	case errdefs.IsUnavailable(err):
 		return true
@@ -363,15 +333,6 @@ func transient(err error) bool {
 		return false
 	}
 	return true
-}
-
-// redact returns u without user info, query and fragment.
-func redact(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	return r.String()
 }
 
 // discard drains a little of a body, so the connection can be reused,
