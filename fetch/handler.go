@@ -104,18 +104,19 @@ func Handler(ingester content.Ingester, f Fetcher, opts ...HandlerOption) handle
 			if errors.Is(err, content.ErrDigestMismatch) {
 				abort(ctx, ingester, ref, desc)
 			}
-			return nil, fmt.Errorf("fetch %s: %w", desc.Digest, err)
+			return nil, err // it names the blob already
 		}
 		emit(Event{Kind: Committed, Offset: desc.Size})
 		return nil, nil
 	}
 }
 
-// copyBlob fetches desc from where w's ingest stops and commits it.
+// copyBlob fetches desc from where w's ingest stops and commits it. Its
+// errors name the blob: the fetcher's and content.Copy's do.
 func copyBlob(ctx context.Context, w content.Writer, f Fetcher, desc ocispec.Descriptor, emit func(Event)) error {
 	st, err := w.Status()
 	if err != nil {
-		return fmt.Errorf("ingest status: %w", err)
+		return fmt.Errorf("fetch %s: ingest status: %w", desc.Digest, err)
 	}
 	offset := st.Offset
 	if offset > desc.Size {
