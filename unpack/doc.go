@@ -5,6 +5,27 @@
 // that holds the layers below it. It computes the layer's DiffID while it
 // reads, and checks it when given one with [WithDiffID].
 //
+// # Images
+//
+// An image is unpacked layer by layer into a [Snapshotter]: each layer is
+// applied onto a snapshot prepared on the layer below, its DiffID checked
+// against the image config's rootfs.diff_ids, and committed under its
+// chainID ([ChainID], [ChainIDs]), so that images sharing lower layers
+// share their snapshots and a layer already committed is never fetched or
+// applied again. [Directory] is a snapshotter that needs no privileges: a
+// plain directory per snapshot, on disk, shared safely by processes.
+//
+//   - An [Unpacker] wraps a pull's handler chain (for handlers.Dispatch) and
+//     applies each layer as soon as its blob is committed to the store, in
+//     order, while later layers still download; [Unpacker.Results] gives
+//     each image's top chainID.
+//   - [Unpack] does the same for an image already in a store, as an import
+//     leaves it.
+//   - [ToDir] flattens an image into a plain directory, with no snapshots.
+//
+// Layers are streamed from the store; a layer that fails, its DiffID
+// included, is never committed.
+//
 // # Layer semantics
 //
 // Layers follow the OCI image-spec rules for changesets:
@@ -78,5 +99,7 @@
 // over a limit is a *content.LimitError (errdefs.ErrResourceExhausted and
 // content.ErrTooLarge). A malformed stream matches
 // errdefs.ErrInvalidArgument; an error of the caller's reader is returned
-// wrapped, as it is.
+// wrapped, as it is. Snapshotters report a missing snapshot as
+// errdefs.ErrNotFound, a key or name taken as errdefs.ErrAlreadyExists,
+// and the removal of a parent as errdefs.ErrFailedPrecondition.
 package unpack

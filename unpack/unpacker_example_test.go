@@ -1,0 +1,77 @@
+package unpack_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/content/memory"
+	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/unpack"
+)
+
+func ExampleUnpacker() {
+	ctx := context.Background()
+	// remote stands for a registry; a pull copies blobs into local.
+	remote, local := memory.New(), memory.New()
+	manifest := writeExampleImage(ctx, remote, map[string]string{"etc/motd": "unpacked while pulling\n"})
+	fetch := handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		ra, err := remote.ReaderAt(ctx, desc)
+		if err != nil {
+			return nil, err
+		}
+		defer ra.Close()
+		return nil, content.WriteBlob(ctx, local, desc.Digest.String(), content.NewReader(ra), desc)
+	})
+
+	root, err := os.MkdirTemp("", "snapshots")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(root)
+	sn, err := unpack.NewDirectory(root)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// The unpacker wraps the whole pull chain, outermost; each layer is
+	// applied as soon as it is committed to local.
+	u := unpack.NewUnpacker(sn, local)
+	h := u.Wrap(handlers.Sequence(fetch, handlers.Children(local)))
+	if err := handlers.Dispatch(ctx, h, 4, manifest); err != nil {
+		log.Fatal(err)
+	}
+	results, err := u.Results()
+	if err != nil {
+		log.Fatal(err)
+	}
+	img := results[0]
+	fmt.Println("layers applied:", len(img.Layers), img.Layers[0].Applied)
+
+	// Run a container on the image: a writable snapshot of its top layer.
+	mounts, err := sn.Prepare(ctx, "container", img.ChainID.String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	motd, err := os.ReadFile(filepath.Join(mounts[0].Source, "etc", "motd"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(motd))
+
+	// Unpacking the image again finds its snapshot and reads no layer.
+	chainID, err := unpack.Unpack(ctx, sn, local, manifest)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("same snapshot:", chainID == img.ChainID)
+	// Output:
+	// layers applied: 1 true
+	// unpacked while pulling
+	// same snapshot: true
+}
