@@ -30,6 +30,7 @@
 //	-plain-http       speak plain HTTP to the reference's registry
 //	-insecure         skip TLS certificate verification for the reference's registry
 //	-hosts-dir DIR    read mirrors and TLS settings from containerd's hosts.toml layout
+//	-rootfs DIR       after the pull, unpack the image into DIR (created; must be empty)
 //
 // Errors are printed on stderr and the exit status is 1.
 package main
@@ -40,8 +41,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +61,7 @@ import (
 	"github.com/pullkit/pullkit/reference"
 	"github.com/pullkit/pullkit/resolve"
 	"github.com/pullkit/pullkit/resolve/registrytest"
+	"github.com/pullkit/pullkit/unpack"
 )
 
 // The demo's registry name, image and credentials.
@@ -91,6 +95,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	plainHTTP := fs.Bool("plain-http", false, "speak plain HTTP to the reference's registry")
 	insecure := fs.Bool("insecure", false, "skip TLS certificate verification for the reference's registry")
 	hostsDir := fs.String("hosts-dir", "", "read mirrors and TLS settings from containerd's hosts.toml `directory`")
+	rootfs := fs.String("rootfs", "", "after the pull, unpack the image into this `directory` (created; must be empty)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: pull [flags] [reference]\n\nWith no reference, pull a demo image from an in-process registry.\n\nFlags:")
 		fs.PrintDefaults()
@@ -168,7 +173,39 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return report(ctx, stdout, store, img, elapsed, p.fetched())
+	if err := report(ctx, stdout, store, img, elapsed, p.fetched()); err != nil {
+		return err
+	}
+	if *rootfs != "" {
+		return unpackTo(ctx, stdout, store, img, *rootfs)
+	}
+	return nil
+}
+
+// unpackTo flattens the pulled image into dir, which must be empty or absent.
+func unpackTo(ctx context.Context, w io.Writer, store *local.Store, img pullkit.Image, dir string) error {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("-rootfs %s: the directory is not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := unpack.ToDir(ctx, store, img.Manifest, dir); err != nil {
+		return fmt.Errorf("-rootfs %s: %w", dir, err)
+	}
+	files := 0
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  rootfs    %s (%d files, unpacked in %s)\n", dir, files, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // startDemo starts the demo registry: token auth, a multi-platform image
@@ -178,7 +215,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 func startDemo() *registrytest.Registry {
 	reg := registrytest.New(registrytest.WithTokenAuth(demoUser, demoPassword))
 	host := platforms.DefaultSpec()
-	mine := registrytest.RandomImage(1, 3, 2<<20, registrytest.WithPlatform(host), registrytest.WithCompression(handlers.CompressionZstd))
+	mine := demoImage()
 	imgs := []registrytest.Image{mine}
 	isHost := platforms.OnlyStrict(host)
 	for i, s := range []string{"linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"} {
@@ -190,6 +227,11 @@ func startDemo() *registrytest.Registry {
 	reg.Inject(registrytest.Fault{Kind: registrytest.FaultTrickle, Path: "/blobs/", Bytes: 32 << 10, Interval: 10 * time.Millisecond})
 	reg.Inject(registrytest.Fault{Kind: registrytest.FaultReset, Digest: mine.Layers[1].Descriptor.Digest, Bytes: 1 << 20, Times: 1})
 	return reg
+}
+
+// demoImage is the demo's image for this host.
+func demoImage() registrytest.Image {
+	return registrytest.RandomImage(1, 3, 2<<20, registrytest.WithPlatform(platforms.DefaultSpec()), registrytest.WithCompression(handlers.CompressionZstd))
 }
 
 // report writes what was pulled.

@@ -330,3 +330,55 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+// TestRunDemoRootfs unpacks the demo image and checks the tree file by
+// file against the layers the demo registry serves.
+func TestRunDemoRootfs(t *testing.T) {
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	var out bytes.Buffer
+	if err := run(testCtx(t), []string{"-store", filepath.Join(dir, "store"), "-rootfs", rootfs}, &out); err != nil {
+		t.Fatalf("run() = %v\n%s", err, out.String())
+	}
+	want := map[string][]byte{}
+	for _, l := range demoImage().Layers {
+		for name, data := range l.Files {
+			want[name] = data
+		}
+	}
+	got := map[string][]byte{}
+	err := filepath.WalkDir(rootfs, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			t.Errorf("%s: type %v, want a regular file", path, d.Type())
+			return nil
+		}
+		rel, _ := filepath.Rel(rootfs, path)
+		data, err := os.ReadFile(path)
+		got[filepath.ToSlash(rel)] = data
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("rootfs has %d files, want %d", len(got), len(want))
+	}
+	for name, data := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("%s missing from the rootfs", name)
+		} else if !bytes.Equal(g, data) {
+			t.Errorf("%s: %d bytes differ from the layer's %d", name, len(g), len(data))
+		}
+	}
+	if !regexp.MustCompile(`(?m)^  rootfs    .+ \(\d+ files, unpacked in `).MatchString(out.String()) {
+		t.Errorf("output has no rootfs line:\n%s", out.String())
+	}
+
+	// A second run refuses to unpack over the tree it left.
+	if err := run(testCtx(t), []string{"-store", filepath.Join(dir, "store"), "-rootfs", rootfs}, &out); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("second run into the same -rootfs = %v, want a not-empty error", err)
+	}
+}
