@@ -1,16 +1,19 @@
 package resolve
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/pullkit/pullkit/fetch"
+	"github.com/pullkit/pullkit/internal/httpx"
 )
 
 // Error reports a request that failed on every host it was sent to: a
@@ -105,12 +108,27 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the last host's error, which classifies e.
-func (e *Error) Unwrap() error {
+// Unwrap returns the last host's error, which classifies e. When that is
+// a network failure (refused, reset, timed out) rather than an answer, e
+// also matches errdefs.ErrUnavailable: the registry could not be reached.
+func (e *Error) Unwrap() []error {
 	if len(e.Hosts) == 0 {
-		return errdefs.ErrUnknown
+		return []error{errdefs.ErrUnknown}
 	}
-	return e.Hosts[len(e.Hosts)-1].Err
+	last := e.Hosts[len(e.Hosts)-1].Err
+	if unreachable(last) {
+		return []error{last, errdefs.ErrUnavailable}
+	}
+	return []error{last}
+}
+
+// unreachable reports whether err is a failure to reach a host that a
+// later try may not meet: not an answer, not a cancellation, and not a
+// certificate or host name that will stay wrong.
+func unreachable(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) && !httpx.Permanent(err) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // hint says what to do about the last host's answer, or "".
