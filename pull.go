@@ -18,6 +18,7 @@ import (
 	"github.com/pullkit/pullkit/fetch"
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/platforms"
+	"github.com/pullkit/pullkit/handlers/schema1"
 	"github.com/pullkit/pullkit/reference"
 	"github.com/pullkit/pullkit/resolve"
 )
@@ -33,6 +34,9 @@ type Image struct {
 	// such as "docker.io/library/alpine:3.20".
 	Name string
 	// Target is the root descriptor: the index or manifest Name points at.
+	// For a converted Docker schema 1 image ([WithSchema1Conversion]), it
+	// is the converted Docker schema 2 manifest, which the registry does
+	// not have.
 	Target ocispec.Descriptor
 	// Manifest is the descriptor of the manifest for the pulled platform.
 	Manifest ocispec.Descriptor
@@ -42,8 +46,10 @@ type Image struct {
 	// "docker.io/library/alpine:3.20", when the reference had a tag
 	// (even along with a digest); otherwise it is nil.
 	RepoTags []string
-	// RepoDigests holds the repository with the root digest,
-	// "docker.io/library/alpine@sha256:…".
+	// RepoDigests holds the repository with the digest of the root as the
+	// registry serves it, "docker.io/library/alpine@sha256:…": for a
+	// converted schema 1 image, the schema 1 manifest's digest (pulling it
+	// again converts it to the same Target), not Target's.
 	RepoDigests []string
 	// Size is the sum of the sizes of the root, the platform's manifest,
 	// its config and its layers, as stored (compressed).
@@ -66,6 +72,7 @@ type config struct {
 	keychain     auth.Keychain
 	creds        *auth.Credential
 	logger       *slog.Logger
+	schema1      bool
 }
 
 // WithPlatforms sets which platform Pull fetches: the best match for m of
@@ -167,6 +174,28 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
+// WithSchema1Conversion lets Pull pull images whose root is a Docker
+// schema 1 manifest, signed or not: the format of images pushed by Docker
+// before version 1.10, which some registries still serve and which Docker
+// and containerd have deprecated. The image is converted to a Docker
+// schema 2 image as it is pulled, by handlers/schema1: its layers are
+// downloaded (each size asked with a HEAD request, since schema 1 does
+// not record sizes), their diff IDs computed, empty layers dropped, and a
+// config and a manifest built and written to the store; the schema 1
+// manifest is not stored. The name record then points at the converted
+// manifest, which [Image] describes.
+// With [WithResolver], the resolver's fetcher must have a Stat method
+// (schema1.Stater), as resolve.Registry's has.
+//
+// Handler wrappers ([WithHandlerWrapper]) see the converted manifest, its
+// config and layers, not the schema 1 manifest; the observer sees the
+// layer downloads. The default is to refuse schema 1 images with an error
+// that wraps schema1.ErrConversionDisabled (errdefs.ErrNotImplemented),
+// before anything is downloaded.
+func WithSchema1Conversion() Option {
+	return func(c *config) { c.schema1 = true }
+}
+
 // Pull resolves ref, downloads the image it names into store, verifying
 // every blob, and writes the name record in names once everything is
 // committed, so the name never points at a partial image. A name that
@@ -178,6 +207,10 @@ func WithLogger(l *slog.Logger) Option {
 // ([WithPlatforms], the host by default), with its config and layers;
 // see [WithAllMetadata] and [WithAllPlatforms] for more. A reference to a
 // single manifest is pulled whatever its platform, as containerd does.
+//
+// A Docker schema 1 manifest is converted to a Docker schema 2 image with
+// [WithSchema1Conversion], and refused without it: the error wraps
+// schema1.ErrConversionDisabled and matches errdefs.ErrNotImplemented.
 //
 // A failed or cancelled Pull writes no name and leaves what it committed
 // in store, and its partial downloads as ingests that the next Pull of the
@@ -217,17 +250,31 @@ func Pull(ctx context.Context, ref string, store content.Store, names content.Im
 	if err != nil {
 		return Image{}, cfg.pullError(parsed.String(), parsed.Registry, err, false)
 	}
+	isSchema1 := handlers.IsSchema1(root.MediaType)
+	if isSchema1 && !cfg.schema1 {
+		return Image{}, fmt.Errorf("pull %s: %w", name, schema1.ErrConversionDisabled)
+	}
 	f, err := r.Fetcher(ctx, name)
 	if err != nil {
 		return Image{}, cfg.pullError(name, parsed.Registry, err, false)
 	}
 
-	h := cfg.handler(store, f, root)
+	served := root.Digest // the root's digest at the registry
+	observer := cfg.observer
+	if isSchema1 {
+		if root, err = cfg.convertSchema1(ctx, store, f, root); err != nil {
+			return Image{}, cfg.pullError(name, parsed.Registry, err, true)
+		}
+		// The converter reported the downloads; what follows finds
+		// everything in the store.
+		observer = nil
+	}
+	h := cfg.handler(store, f, root, observer)
 	if err := handlers.Dispatch(ctx, h, cfg.concurrency, root); err != nil {
 		return Image{}, cfg.pullError(name, parsed.Registry, err, true)
 	}
 
-	img, err := describe(ctx, store, name, root, cfg.matcher, cfg.allPlatforms)
+	img, err := describe(ctx, store, name, root, served, cfg.matcher, cfg.allPlatforms)
 	if err != nil {
 		return Image{}, cfg.pullError(name, parsed.Registry, err, true)
 	}
@@ -313,12 +360,23 @@ func (cfg *config) newResolver(registry string) resolve.Resolver {
 	)
 }
 
+// convertSchema1 pulls the Docker schema 1 image root into store with f
+// and returns the descriptor of the Docker schema 2 manifest it converts
+// to, which is in store with its config and layers.
+func (cfg *config) convertSchema1(ctx context.Context, store content.Store, f fetch.Fetcher, root ocispec.Descriptor) (ocispec.Descriptor, error) {
+	c := schema1.NewConverter(store, f, schema1.WithProgress(cfg.observer))
+	if err := handlers.Dispatch(ctx, c, cfg.concurrency, root); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return c.Convert(ctx)
+}
+
 // handler builds the chain Dispatch runs on every descriptor under root:
-// fetch into the store, read children, keep the wanted platforms, label,
-// then the caller's wrappers.
-func (cfg *config) handler(store content.Store, f fetch.Fetcher, root ocispec.Descriptor) handlers.Handler {
+// fetch into the store (reporting to observer, which may be nil), read
+// children, keep the wanted platforms, label, then the caller's wrappers.
+func (cfg *config) handler(store content.Store, f fetch.Fetcher, root ocispec.Descriptor, observer func(fetch.Event)) handlers.Handler {
 	var h handlers.Handler = handlers.Sequence(
-		fetch.Handler(store, f, fetch.WithProgress(cfg.observer)),
+		fetch.Handler(store, f, fetch.WithProgress(observer)),
 		handlers.Children(store),
 	)
 	switch {
@@ -389,8 +447,9 @@ func layersOfOne(h handlers.Handler, m platforms.MatchComparer, root ocispec.Des
 
 // describe reads back what was pulled for the result: the manifest under
 // root for m (for any platform when root is a manifest, or when
-// anyPlatform and none matches).
-func describe(ctx context.Context, store content.Provider, name string, root ocispec.Descriptor, m platforms.MatchComparer, anyPlatform bool) (Image, error) {
+// anyPlatform and none matches). served is root's digest at the registry,
+// which differs from root's for a converted schema 1 image.
+func describe(ctx context.Context, store content.Provider, name string, root ocispec.Descriptor, served digest.Digest, m platforms.MatchComparer, anyPlatform bool) (Image, error) {
 	if !handlers.IsIndex(root.MediaType) {
 		m = platforms.All
 	}
@@ -420,7 +479,7 @@ func describe(ctx context.Context, store content.Provider, name string, root oci
 	if ref.Tag != "" {
 		img.RepoTags = []string{ref.Name() + ":" + ref.Tag}
 	}
-	img.RepoDigests = []string{ref.Name() + "@" + root.Digest.String()}
+	img.RepoDigests = []string{ref.Name() + "@" + served.String()}
 	return img, nil
 }
 

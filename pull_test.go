@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/pullkit/pullkit/fetch"
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/platforms"
+	"github.com/pullkit/pullkit/handlers/schema1"
 	"github.com/pullkit/pullkit/resolve"
 	"github.com/pullkit/pullkit/resolve/registrytest"
 )
@@ -1152,4 +1154,234 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// pushSchema1 pushes to team/old:v1 a Docker schema 1 image of three
+// layers: base's two, with an empty one between them that is never pushed,
+// so a pull that fetched it would fail. Signed, the empty layer is
+// Docker's well-known empty tar (schema1.EmptyLayer); unsigned, it is
+// another blob marked "throwaway" in its history. It returns the schema 1
+// manifest's descriptor.
+func pushSchema1(t *testing.T, reg *registrytest.Registry, base registrytest.Image, signed bool) ocispec.Descriptor {
+	t.Helper()
+	empty := registrytest.Layer{Descriptor: ocispec.Descriptor{MediaType: handlers.MediaTypeDockerSchema2Layer, Digest: schema1.EmptyLayer}}
+	if !signed {
+		empty.Descriptor.Digest = digest.FromString("a throwaway layer, never pushed")
+	}
+	img := base
+	img.Layers = []registrytest.Layer{base.Layers[0], empty, base.Layers[1]}
+	body, mediaType := registrytest.Schema1Manifest(img, "team/old", "v1", signed)
+	if !signed {
+		body = markThrowaway(t, body, 1)
+	}
+	for _, l := range base.Layers {
+		reg.PushBlob("team/old", l.Data)
+	}
+	return reg.PushManifest("team/old", "v1", mediaType, body)
+}
+
+// markThrowaway sets "throwaway": true in the v1Compatibility of history
+// entry i (top first) of an unsigned schema 1 manifest.
+func markThrowaway(t *testing.T, body []byte, i int) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	entry := m["history"].([]any)[i].(map[string]any)
+	var v1 map[string]any
+	if err := json.Unmarshal([]byte(entry["v1Compatibility"].(string)), &v1); err != nil {
+		t.Fatal(err)
+	}
+	v1["throwaway"] = true
+	b, err := json.Marshal(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry["v1Compatibility"] = string(b)
+	out, err := json.MarshalIndent(m, "", "   ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPullSchema1 pulls schema 1 images with WithSchema1Conversion: the
+// name points at the converted Docker schema 2 manifest, of two layers.
+func TestPullSchema1(t *testing.T) {
+	base := registrytest.RandomImage(21, 2, 16<<10, registrytest.WithDockerMediaTypes(), registrytest.WithPlatform(linuxARM64))
+	for _, st := range stores {
+		for _, signed := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/signed=%v", st.name, signed), func(t *testing.T) {
+				ctx := testCtx(t)
+				reg := registrytest.NewT(t)
+				s1 := pushSchema1(t, reg, base, signed)
+				ref := reg.Host() + "/team/old:v1"
+
+				// What the converter alone makes of it, into another store.
+				c := schema1.NewConverter(memory.New(), fetch.New(reg.Host(), "team/old", fetch.WithClient(reg.Client()), fetch.WithPlainHTTP()))
+				if err := handlers.Dispatch(ctx, c, 2, s1); err != nil {
+					t.Fatal(err)
+				}
+				want, err := c.Convert(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				reg.ResetStats()
+
+				store, names := st.open(t)
+				var rec recorder
+				var mu sync.Mutex
+				wrapped := map[digest.Digest]bool{}
+				wrap := func(h handlers.Handler) handlers.Handler {
+					return handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+						mu.Lock()
+						wrapped[desc.Digest] = true
+						mu.Unlock()
+						return h.Handle(ctx, desc)
+					})
+				}
+				img, err := pullkit.Pull(ctx, ref, store, names, pullkit.WithSchema1Conversion(),
+					pullkit.WithObserver(rec.observe), pullkit.WithHandlerWrapper(wrap))
+				if err != nil {
+					t.Fatalf("Pull(%q) error = %v", ref, err)
+				}
+
+				if img.Target.Digest != want.Digest || img.Target.MediaType != handlers.MediaTypeDockerSchema2Manifest || img.Manifest.Digest != want.Digest {
+					t.Errorf("Target = %s %s, Manifest = %s; want the converted %s %s", img.Target.MediaType, img.Target.Digest, img.Manifest.Digest, handlers.MediaTypeDockerSchema2Manifest, want.Digest)
+				}
+				m, err := handlers.Manifest(ctx, store, img.Manifest, nil)
+				if err != nil {
+					t.Fatalf("handlers.Manifest() error = %v", err)
+				}
+				if img.ID != m.Config.Digest {
+					t.Errorf("ID = %s, want the converted config's digest %s", img.ID, m.Config.Digest)
+				}
+				var gotLayers []digest.Digest
+				wantSize := img.Manifest.Size + m.Config.Size
+				for _, l := range m.Layers {
+					gotLayers = append(gotLayers, l.Digest)
+					wantSize += l.Size
+				}
+				if !slices.Equal(gotLayers, layerDigests(base)) {
+					t.Errorf("layers = %v, want the two that are not empty, base first: %v", gotLayers, layerDigests(base))
+				}
+				if img.Size != wantSize {
+					t.Errorf("Size = %d, want %d", img.Size, wantSize)
+				}
+				cfg, _, err := handlers.Config(ctx, store, img.Manifest, nil)
+				if err != nil {
+					t.Fatalf("handlers.Config() error = %v", err)
+				}
+				if want := []digest.Digest{base.Layers[0].DiffID, base.Layers[1].DiffID}; !slices.Equal(cfg.RootFS.DiffIDs, want) {
+					t.Errorf("diff IDs = %v, want %v", cfg.RootFS.DiffIDs, want)
+				}
+				if cfg.OS != "linux" || cfg.Architecture != "arm64" || len(cfg.History) != 3 || !cfg.History[1].EmptyLayer {
+					t.Errorf("config = %s/%s with history %+v, want linux/arm64 and 3 entries, the middle one empty", cfg.OS, cfg.Architecture, cfg.History)
+				}
+				if want := []string{reg.Host() + "/team/old:v1"}; !slices.Equal(img.RepoTags, want) {
+					t.Errorf("RepoTags = %q, want %q", img.RepoTags, want)
+				}
+				if want := []string{reg.Host() + "/team/old@" + s1.Digest.String()}; !slices.Equal(img.RepoDigests, want) {
+					t.Errorf("RepoDigests = %q, want the registry's digest %q", img.RepoDigests, want)
+				}
+
+				named, err := names.Get(ctx, ref)
+				if err != nil || named.Target.Digest != want.Digest || named.Target.MediaType != handlers.MediaTypeDockerSchema2Manifest {
+					t.Errorf("name record = %+v, %v; want it at the converted manifest %s", named.Target, err, want.Digest)
+				}
+				if has(t, store, s1.Digest) {
+					t.Error("the schema 1 manifest was stored")
+				}
+				for _, r := range reg.Requests() {
+					if strings.Contains(r.Path, "/blobs/") && !strings.Contains(r.Path, base.Layers[0].Descriptor.Digest.String()) &&
+						!strings.Contains(r.Path, base.Layers[1].Descriptor.Digest.String()) {
+						t.Errorf("%s %s: only the two layers are blobs to ask for", r.Method, r.Path)
+					}
+				}
+				for _, d := range layerDigests(base) {
+					if _, ok := rec.find(fetch.Committed, d); !ok {
+						t.Errorf("layer %s: events %v, want Committed", d, rec.kinds(d))
+					}
+				}
+				if _, ok := rec.find(fetch.Resolved, s1.Digest); !ok {
+					t.Errorf("no Resolved event for the schema 1 manifest")
+				}
+				for _, d := range append(layerDigests(base), want.Digest, m.Config.Digest) {
+					if !wrapped[d] {
+						t.Errorf("the handler wrapper did not see %s", d)
+					}
+				}
+
+				// Again: the layers are in the store, with their diff IDs.
+				reg.ResetStats()
+				again, err := pullkit.Pull(ctx, ref, store, names, pullkit.WithSchema1Conversion())
+				if err != nil || again.Target.Digest != want.Digest {
+					t.Fatalf("second Pull = %s, %v; want %s", again.Target.Digest, err, want.Digest)
+				}
+				for _, r := range reg.Requests() {
+					if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
+						t.Errorf("second Pull fetched %s", r.Path)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPullSchema1Disabled pulls schema 1 images without
+// WithSchema1Conversion: the error says how to enable it, and nothing is
+// downloaded.
+func TestPullSchema1Disabled(t *testing.T) {
+	base := registrytest.RandomImage(22, 2, 4<<10, registrytest.WithDockerMediaTypes())
+	for _, signed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			reg := registrytest.NewT(t)
+			pushSchema1(t, reg, base, signed)
+			ref := reg.Host() + "/team/old:v1"
+			store := memory.New()
+			_, err := pullkit.Pull(testCtx(t), ref, store, store.Images())
+			if !errors.Is(err, schema1.ErrConversionDisabled) || !errdefs.IsNotImplemented(err) {
+				t.Fatalf("Pull(%q) error = %v, want schema1.ErrConversionDisabled, NotImplemented", ref, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "WithSchema1Conversion") || !strings.HasPrefix(msg, "pull "+ref+": ") {
+				t.Errorf("error %q does not name the reference and the option", msg)
+			}
+			if got := listNames(t, store.Images()); len(got) != 0 {
+				t.Errorf("names = %q, want none", got)
+			}
+			for _, r := range reg.Requests() {
+				if strings.Contains(r.Path, "/blobs/") {
+					t.Errorf("%s %s: nothing should be downloaded", r.Method, r.Path)
+				}
+			}
+		})
+	}
+}
+
+// noStatResolver is a resolver whose fetchers have no Stat method.
+type noStatResolver struct{ *resolve.Registry }
+
+func (r noStatResolver) Fetcher(ctx context.Context, ref string) (fetch.Fetcher, error) {
+	f, err := r.Registry.Fetcher(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return fetch.FetcherFunc(f.Fetch), nil
+}
+
+// A resolver whose fetcher cannot tell sizes cannot convert schema 1
+// images, and the error says why.
+func TestPullSchema1WithoutStat(t *testing.T) {
+	reg := registrytest.NewT(t)
+	pushSchema1(t, reg, registrytest.RandomImage(23, 2, 4<<10, registrytest.WithDockerMediaTypes()), true)
+	store := memory.New()
+	_, err := pullkit.Pull(testCtx(t), reg.Host()+"/team/old:v1", store, store.Images(),
+		pullkit.WithSchema1Conversion(), pullkit.WithResolver(noStatResolver{resolve.New()}))
+	if !errdefs.IsNotImplemented(err) || errors.Is(err, schema1.ErrConversionDisabled) || !strings.Contains(err.Error(), "fetcher with Stat") {
+		t.Fatalf("Pull error = %v, want NotImplemented naming Stat", err)
+	}
+	if got := listNames(t, store.Images()); len(got) != 0 {
+		t.Errorf("names = %q, want none", got)
+	}
 }

@@ -8,6 +8,9 @@
 //
 // [Handler] copies blobs into a content.Ingester, verified, resuming what an
 // earlier attempt left; compose it with handlers.Children to pull an image.
+// [Repository.Stat] tells a blob's size without downloading it (a HEAD, or
+// a GET of one byte where HEAD is refused), for descriptors that do not
+// record one, such as the layers of Docker schema 1 manifests.
 //
 // # Resilience
 //

@@ -130,6 +130,24 @@ func newResponseError(resp *http.Response) *ResponseError {
 	return e
 }
 
+// statusError reads the error of a response with a status that ends a
+// request, as newResponseError does, and records the wait a 429 or 503
+// asks for with Retry-After: to be honoured before the retry when it is
+// within the cap, or in RetryAfter (and not retried) when it is beyond.
+func (r *Repository) statusError(resp *http.Response) *ResponseError {
+	re := newResponseError(resp)
+	if c := resp.StatusCode; c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable {
+		if d, ok := httpx.RetryAfter(resp.Header, time.Now()); ok {
+			if d > r.cfg.maxRetryAfter {
+				re.RetryAfter = d
+			} else {
+				re.wait, re.waitSet = d, true
+			}
+		}
+	}
+	return re
+}
+
 // redactError removes the query from the URL of the first *url.Error in
 // err's chain, which net/http puts in transport errors, and returns err.
 func redactError(err error) error {

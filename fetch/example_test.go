@@ -94,3 +94,20 @@ func ExampleResponseError() {
 	}
 	// Output: 404 BLOB_UNKNOWN true
 }
+
+// Stat tells a blob's size without downloading it, for descriptors that do
+// not record one, such as the layers of Docker schema 1 manifests.
+func ExampleRepository_Stat() {
+	blob := []byte("a layer of unknown size")
+	desc := ocispec.Descriptor{MediaType: handlers.MediaTypeDockerSchema2Layer, Digest: digest.FromBytes(blob), Size: -1}
+	srv := exampleRegistry(blob, desc)
+	defer srv.Close()
+
+	f := fetch.New(strings.TrimPrefix(srv.URL, "http://"), "demo/app", fetch.WithClient(srv.Client()), fetch.WithPlainHTTP())
+	size, err := f.Stat(context.Background(), desc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(size, "bytes")
+	// Output: 23 bytes
+}

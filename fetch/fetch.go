@@ -182,13 +182,25 @@ func (r *Repository) sources(desc ocispec.Descriptor) []source {
 			out = append(out, source{url: u})
 		}
 	}
+	return append(out, r.registrySource(desc))
+}
+
+// registrySource is the registry's URL of desc: under manifests/ for
+// manifests and indexes (by media type), else under blobs/.
+func (r *Repository) registrySource(desc ocispec.Descriptor) source {
 	kind := "blobs"
-	if mt := desc.MediaType; handlers.IsManifest(mt) || handlers.IsIndex(mt) || handlers.IsSchema1(mt) {
+	if isManifestType(desc.MediaType) {
 		kind = "manifests"
 	}
 	u := *r.base
 	u.Path += "/" + kind + "/" + desc.Digest.String()
-	return append(out, source{url: &u, registry: true})
+	return source{url: &u, registry: true}
+}
+
+// isManifestType reports whether mt is fetched from the manifests
+// endpoint, with an Accept header naming it.
+func isManifestType(mt string) bool {
+	return handlers.IsManifest(mt) || handlers.IsIndex(mt) || handlers.IsSchema1(mt)
 }
 
 func (r *Repository) foreignAllowed(host string) bool {
@@ -218,16 +230,17 @@ func (b byteRange) header() string {
 	return fmt.Sprintf("bytes=%d-%d", b.from, b.to-1)
 }
 
-// send GETs src with the given range and returns the response, whatever
-// its status, following up to maxRedirects redirects. A hop to another
-// origin than the registry's carries no Authorization, no configured
-// headers but User-Agent, and goes through the plain client.
-func (r *Repository) send(ctx context.Context, src source, desc ocispec.Descriptor, br byteRange) (*http.Response, error) {
+// send sends a GET or HEAD (method) of src with the given range and
+// returns the response, whatever its status, following up to maxRedirects
+// redirects with the same method. A hop to another origin than the
+// registry's carries no Authorization, no configured headers but
+// User-Agent, and goes through the plain client.
+func (r *Repository) send(ctx context.Context, method string, src source, desc ocispec.Descriptor, br byteRange) (*http.Response, error) {
 	u := src.url
 	for hop := 0; ; hop++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 		if err != nil {
-			return nil, fmt.Errorf("GET %s: %v: %w", httpx.RedactURL(u), err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s %s: %v: %w", method, httpx.RedactURL(u), err, errdefs.ErrInvalidArgument)
 		}
 		trusted := src.registry && originOf(u) == r.origin
 		if trusted {
@@ -237,7 +250,7 @@ func (r *Repository) send(ctx context.Context, src source, desc ocispec.Descript
 		} else if ua := r.cfg.header.Get("User-Agent"); ua != "" {
 			req.Header.Set("User-Agent", ua)
 		}
-		if src.registry && desc.MediaType != "" && (handlers.IsManifest(desc.MediaType) || handlers.IsIndex(desc.MediaType) || handlers.IsSchema1(desc.MediaType)) {
+		if src.registry && isManifestType(desc.MediaType) {
 			req.Header.Set("Accept", desc.MediaType)
 		}
 		// Go's transport would otherwise ask for gzip and decompress
@@ -268,11 +281,11 @@ func (r *Repository) send(ctx context.Context, src source, desc ocispec.Descript
 		}
 		drain(resp)
 		if hop >= maxRedirects {
-			return nil, fmt.Errorf("GET %s: stopped after %d redirects: %w", httpx.RedactURL(src.url), maxRedirects, errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("%s %s: stopped after %d redirects: %w", method, httpx.RedactURL(src.url), maxRedirects, errdefs.ErrUnavailable)
 		}
 		next, err := u.Parse(loc)
 		if err != nil || (next.Scheme != "http" && next.Scheme != "https") {
-			return nil, fmt.Errorf("GET %s: redirect to an unusable Location: %w", httpx.RedactURL(u), errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("%s %s: redirect to an unusable Location: %w", method, httpx.RedactURL(u), errdefs.ErrUnavailable)
 		}
 		r.log(ctx, slog.LevelDebug, "redirect", desc, slog.String("from", httpx.RedactURL(u)), slog.String("to", httpx.RedactURL(next)))
 		u = next
@@ -315,7 +328,7 @@ func retryable(err error) bool {
 	switch {
 	case httpx.Permanent(err):
 		return false
-	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err):
+	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err), errdefs.IsNotImplemented(err):
 		return false
 	}
 	return true

@@ -426,7 +426,7 @@ func (s *segment) try() error {
 	ctx, stop := context.WithCancelCause(s.ctx)
 	stall := rp.cfg.stallTimeout
 	timer := time.AfterFunc(stall, func() { stop(&stallError{stall}) })
-	resp, err := rp.send(ctx, s.src, s.r.desc, byteRange{s.pos, s.end, size})
+	resp, err := rp.send(ctx, http.MethodGet, s.src, s.r.desc, byteRange{s.pos, s.end, size})
 	timer.Stop()
 	if err != nil {
 		cause := context.Cause(ctx)
@@ -470,17 +470,7 @@ func (s *segment) try() error {
 		}
 		skip, bodyEnd = s.pos-start, end
 	default:
-		re := newResponseError(resp)
-		if c := resp.StatusCode; c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable {
-			if d, ok := httpx.RetryAfter(resp.Header, time.Now()); ok {
-				if d > rp.cfg.maxRetryAfter {
-					re.RetryAfter = d
-				} else {
-					re.wait, re.waitSet = d, true
-				}
-			}
-		}
-		return re
+		return rp.statusError(resp)
 	}
 	keep = true
 	s.body, s.reqCtx, s.stop, s.timer = resp.Body, ctx, stop, timer

@@ -41,8 +41,8 @@ func newBlob(n int, seed uint64) ([]byte, ocispec.Descriptor) {
 
 // reqInfo is what the test registry saw of one request.
 type reqInfo struct {
-	Path, Query, Range, Auth, Accept, AcceptEncoding, UserAgent string
-	At                                                          time.Time
+	Method, Path, Query, Range, Auth, Accept, AcceptEncoding, UserAgent string
+	At                                                                  time.Time
 }
 
 // registry is a test registry serving one blob under testRepo, with Range
@@ -107,7 +107,7 @@ func (reg *registry) serve(w http.ResponseWriter, r *http.Request) {
 	reg.mu.Lock()
 	n := len(reg.reqs)
 	reg.reqs = append(reg.reqs, reqInfo{
-		Path: r.URL.Path, Query: r.URL.RawQuery, Range: r.Header.Get("Range"), Auth: r.Header.Get("Authorization"),
+		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Range: r.Header.Get("Range"), Auth: r.Header.Get("Authorization"),
 		Accept: r.Header.Get("Accept"), AcceptEncoding: r.Header.Get("Accept-Encoding"),
 		UserAgent: r.Header.Get("User-Agent"), At: time.Now(),
 	})
@@ -124,7 +124,7 @@ func (reg *registry) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	want := "/v2/" + testRepo + "/blobs/" + reg.desc.Digest.String()
-	if handlers.IsManifest(reg.desc.MediaType) || handlers.IsIndex(reg.desc.MediaType) {
+	if mt := reg.desc.MediaType; handlers.IsManifest(mt) || handlers.IsIndex(mt) || handlers.IsSchema1(mt) {
 		want = "/v2/" + testRepo + "/manifests/" + reg.desc.Digest.String()
 	}
 	if r.URL.Path != want {

@@ -16,7 +16,9 @@ import (
 // Fetcher parses ref and returns a Fetcher for the content of its
 // repository, served by the hosts with CapabilityPull, in order. The
 // value returned is also a fetch.ResumeFetcher, so fetch.Handler resumes
-// interrupted ingests on it.
+// interrupted ingests on it, and has the method
+// Stat(ctx, desc) (int64, error) of fetch.Repository (a handlers/schema1
+// Stater), which asks the hosts in the same order for a blob's size.
 //
 // Each host gets a fetch.Repository (with its retries, Range resume and
 // chunked downloads). A request a host fails (a 404, 401, 403, 429, 5xx,
@@ -95,6 +97,35 @@ func (f *mirrorFetcher) FetchFrom(ctx context.Context, desc ocispec.Descriptor, 
 		return nil, err
 	}
 	return rd, nil
+}
+
+// Stat returns the size of the blob desc.Digest from the first host that
+// tells it (see fetch.Repository.Stat; desc.Size is not used). A host that
+// fails, for any reason, passes the question to the next; when every host
+// failed, the error is an [*Error] that names each host's answer and is
+// classified by the last one's.
+func (f *mirrorFetcher) Stat(ctx context.Context, desc ocispec.Descriptor) (int64, error) {
+	if err := desc.Digest.Validate(); err != nil {
+		return 0, fmt.Errorf("stat %q: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	op := "stat " + desc.Digest.String()
+	var fails []HostError
+	for i, h := range f.hosts {
+		size, err := h.repo.Stat(ctx, desc)
+		if err == nil {
+			return size, nil
+		}
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		he := HostError{Host: h.name, Err: err, trim: op + ": "}
+		fails = append(fails, he)
+		if f.logger != nil && i+1 < len(f.hosts) {
+			f.logger.LogAttrs(ctx, slog.LevelInfo, "stat: host failed, trying the next",
+				slog.String("digest", desc.Digest.String()), slog.String("error", he.Error()))
+		}
+	}
+	return 0, &Error{Op: op, Registry: f.registry, Hosts: fails}
 }
 
 // failoverReader reads a blob from one host and, when that host gives up,

@@ -62,7 +62,9 @@ func WithProgress(fn func(fetch.Event)) Option {
 
 // NewConverter returns a Converter that fetches the schema 1 manifest and
 // its layers with f and writes the layers and the converted image into
-// store. Neither may be nil.
+// store. Neither may be nil. f must be a [Stater] (fetch.Repository and
+// resolve.Registry's fetchers are) to learn the sizes of layers that are
+// not in store yet.
 func NewConverter(store content.Store, f fetch.Fetcher, opts ...Option) *Converter {
 	var cfg config
 	for _, o := range opts {
@@ -82,12 +84,10 @@ func NewConverter(store content.Store, f fetch.Fetcher, opts ...Option) *Convert
 //     sizes. Handling the same manifest again returns the same children;
 //     another manifest is an error that matches errdefs.ErrFailedPrecondition.
 //   - one of those layers: Handle learns its size from the store, from
-//     desc.Size when it is positive, from the fetcher when it is a
-//     [Stater], or else by a probe: a request for the blob as if it were
-//     one byte long, which a fetch.Repository refuses with the
-//     Content-Length of the answer (an extra request per layer, which may
-//     transfer part of the blob; a registry that sends no Content-Length
-//     fails with errdefs.ErrNotImplemented). Then it downloads the layer
+//     desc.Size when it is positive, or else from the fetcher, which must
+//     then be a [Stater] (an HTTP HEAD per layer, with fetch.Repository): a
+//     fetcher without Stat fails with an error that matches
+//     errdefs.ErrNotImplemented. Then it downloads the layer
 //     into the store with fetch.Handler, unless the store has it, and
 //     records its size, its diff ID (computed from the stream while it is
 //     written, or read back from the store when the download resumed an

@@ -230,7 +230,7 @@ func TestConvertResumesIngest(t *testing.T) {
 
 			var fetcher fetch.Fetcher = f.fetcher
 			if !resumable {
-				fetcher = fetch.FetcherFunc(f.fetcher.Fetch)
+				fetcher = statFetcher{Fetcher: fetch.FetcherFunc(f.fetcher.Fetch), Stater: f.fetcher}
 			}
 			got := f.convert(t, fetcher)
 			ids, err := handlers.DiffIDs(ctx, f.store, got, nil)

@@ -25,8 +25,8 @@
 //	    past, so a layer is read once. The children carry Size -1, since
 //	    schema 1 does not record sizes: pass them to the converter, not to
 //	    fetch.Handler. The converter learns a layer's size from the store,
-//	    from the fetcher when it is a [Stater] (an HTTP HEAD), or else from
-//	    the registry's answer to a request for one byte.
+//	    or else from the fetcher, which must be a [Stater] (an HTTP HEAD, as
+//	    fetch.Repository.Stat sends).
 //	 3. [Converter.Convert] builds the image config from the newest history
 //	    entry, with a history entry per schema 1 layer and the diff IDs of the
 //	    layers kept, and writes it and a Docker schema 2 manifest into the
@@ -59,6 +59,9 @@
 // one over 4 MiB or with more than handlers.MaxLayers layers is a
 // *content.LimitError, and calls out of order (Convert before the layers
 // are in, a layer of another manifest) match errdefs.ErrFailedPrecondition.
+// A fetcher that is not a [Stater] cannot tell the layers' sizes: handling
+// a layer the store lacks then fails with an error that matches
+// errdefs.ErrNotImplemented.
 // Registry errors come from the fetcher, classified there.
 //
 // A caller that meets a schema 1 manifest without converting it can return

@@ -114,9 +114,11 @@ func (c *Converter) fetchLayer(ctx context.Context, dgst digest.Digest, size int
 }
 
 // Stater is implemented by fetchers that can tell a blob's size without
-// downloading it, as an HTTP HEAD request does. A [Converter] whose fetcher
-// is a Stater asks it for the layer sizes that schema 1 manifests do not
-// record; otherwise it probes the registry (see [Converter.Handle]).
+// downloading it, as an HTTP HEAD request does: fetch.Repository and the
+// fetchers of resolve.Registry are Staters. A [Converter] asks its fetcher
+// for the sizes of the layers that schema 1 manifests do not record, so
+// its fetcher must be a Stater unless the store has the layers already or
+// the layer descriptors it handles carry their sizes.
 type Stater interface {
 	// Stat returns the size of the blob desc.Digest; desc.Size is not
 	// known. A blob the registry does not have is an error that matches
@@ -124,12 +126,17 @@ type Stater interface {
 	Stat(ctx context.Context, desc ocispec.Descriptor) (size int64, err error)
 }
 
-// sizeOf returns the size of the blob desc, from f's Stat when f is a
-// Stater, else from a probe.
+var _ Stater = (*fetch.Repository)(nil)
+
+// errNoStat is the failure of a converter whose fetcher cannot tell sizes.
+var errNoStat = fmt.Errorf("schema 1 layer sizes need a fetcher with Stat (schema1.Stater, as fetch.Repository has): %w", errdefs.ErrNotImplemented)
+
+// sizeOf returns the size of the blob desc from f, which must be a
+// Stater.
 func sizeOf(ctx context.Context, f fetch.Fetcher, desc ocispec.Descriptor) (int64, error) {
 	s, ok := f.(Stater)
 	if !ok {
-		return probeSize(ctx, f, desc)
+		return 0, fmt.Errorf("size: fetcher %T: %w", f, errNoStat)
 	}
 	n, err := s.Stat(ctx, desc)
 	if err != nil {
@@ -139,27 +146,6 @@ func sizeOf(ctx context.Context, f fetch.Fetcher, desc ocispec.Descriptor) (int6
 		return 0, fmt.Errorf("size: Stat returned %d: %w", n, errdefs.ErrInvalidArgument)
 	}
 	return n, nil
-}
-
-// probeSize learns the size of the blob desc from the registry: it asks f
-// for desc as a 1-byte blob, and a registry fetcher (fetch.Repository)
-// refuses the answer, whose Content-Length differs, with a
-// *content.MismatchError that carries the length. The body is not read,
-// but the server may have sent part of it by the time the connection is
-// dropped.
-func probeSize(ctx context.Context, f fetch.Fetcher, desc ocispec.Descriptor) (int64, error) {
-	desc.Size = 1
-	rc, err := f.Fetch(ctx, desc)
-	if err == nil {
-		rc.Close()
-		return 0, fmt.Errorf("the registry did not tell the blob's size (no Content-Length), which schema 1 manifests do not record: %w",
-			errdefs.ErrNotImplemented)
-	}
-	var me *content.MismatchError
-	if errors.As(err, &me) && me.Expected == desc.Digest && me.ExpectedSize == 1 && me.Actual == "" && me.ActualSize >= 0 {
-		return me.ActualSize, nil
-	}
-	return 0, fmt.Errorf("size: %w", err)
 }
 
 // readLayer computes the diff ID of the committed blob desc.
