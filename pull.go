@@ -21,6 +21,7 @@ import (
 	"github.com/pullkit/pullkit/handlers/schema1"
 	"github.com/pullkit/pullkit/reference"
 	"github.com/pullkit/pullkit/resolve"
+	"github.com/pullkit/pullkit/unpack"
 )
 
 // DefaultConcurrency is how many blobs Pull downloads at once unless
@@ -54,6 +55,10 @@ type Image struct {
 	// Size is the sum of the sizes of the root, the platform's manifest,
 	// its config and its layers, as stored (compressed).
 	Size int64
+	// ChainID names the committed snapshot that holds the unpacked image,
+	// with [WithUnpack]: the parent to prepare a container's root from.
+	// It is empty without WithUnpack, and for an image with no layers.
+	ChainID digest.Digest
 }
 
 // Option configures [Pull].
@@ -73,6 +78,7 @@ type config struct {
 	creds        *auth.Credential
 	logger       *slog.Logger
 	schema1      bool
+	snapshotter  unpack.Snapshotter
 }
 
 // WithPlatforms sets which platform Pull fetches: the best match for m of
@@ -196,6 +202,17 @@ func WithSchema1Conversion() Option {
 	return func(c *config) { c.schema1 = true }
 }
 
+// WithUnpack unpacks the image into sn as it downloads: each layer is
+// applied, its diff ID verified, the moment its blob is committed, in
+// order, while later layers still download; a layer whose snapshot sn
+// already has is not applied again. The name record is written only once
+// the unpack has succeeded, and [Image].ChainID names the top snapshot.
+// The content store still receives every blob. The default is not to
+// unpack.
+func WithUnpack(sn unpack.Snapshotter) Option {
+	return func(c *config) { c.snapshotter = sn }
+}
+
 // Pull resolves ref, downloads the image it names into store, verifying
 // every blob, and writes the name record in names once everything is
 // committed, so the name never points at a partial image. A name that
@@ -270,6 +287,17 @@ func Pull(ctx context.Context, ref string, store content.Store, names content.Im
 		observer = nil
 	}
 	h := cfg.handler(store, f, root, observer)
+	var u *unpack.Unpacker
+	if cfg.snapshotter != nil {
+		var uopts []unpack.Option
+		if cfg.allPlatforms {
+			uopts = append(uopts, unpack.WithPlatforms(cfg.matcher))
+		}
+		// The store must hold every blob the name will point at, even
+		// those whose snapshots exist already.
+		u = unpack.NewUnpacker(cfg.snapshotter, store, append(uopts, unpack.WithFetchSkipped())...)
+		h = u.Wrap(h) // outermost, as the Unpacker requires
+	}
 	if err := handlers.Dispatch(ctx, h, cfg.concurrency, root); err != nil {
 		return Image{}, cfg.pullError(name, parsed.Registry, err, true)
 	}
@@ -277,6 +305,11 @@ func Pull(ctx context.Context, ref string, store content.Store, names content.Im
 	img, err := describe(ctx, store, name, root, served, cfg.matcher, cfg.allPlatforms)
 	if err != nil {
 		return Image{}, cfg.pullError(name, parsed.Registry, err, true)
+	}
+	if u != nil {
+		if img.ChainID, err = unpacked(u, img.Manifest); err != nil {
+			return Image{}, fmt.Errorf("pull %s: unpack: %w", name, err)
+		}
 	}
 	if err := setName(ctx, names, name, root, cfg.labels); err != nil {
 		return Image{}, fmt.Errorf("pull %s: write the name record: %w", name, err)
@@ -481,6 +514,20 @@ func describe(ctx context.Context, store content.Provider, name string, root oci
 	}
 	img.RepoDigests = []string{ref.Name() + "@" + served.String()}
 	return img, nil
+}
+
+// unpacked returns the top chainID of manifest from what u unpacked.
+func unpacked(u *unpack.Unpacker, manifest ocispec.Descriptor) (digest.Digest, error) {
+	results, err := u.Results()
+	if err != nil {
+		return "", err
+	}
+	for _, r := range results {
+		if r.Manifest.Digest == manifest.Digest {
+			return r.ChainID, nil
+		}
+	}
+	return "", fmt.Errorf("manifest %s was not unpacked: %w", manifest.Digest, errdefs.ErrFailedPrecondition)
 }
 
 // setName points name at root, creating the record or moving it.
