@@ -16,6 +16,7 @@
 //	-platform P    import only images for platform P, os/arch[/variant] (default: all)
 //	-prefix NAME   the repository for images the archive leaves unnamed (default import-<date>)
 //	-digests       also name every image NAME@<manifest digest>
+//	-snapshots DIR also unpack each image into a directory snapshotter at DIR
 //
 // Errors are printed on stderr and the exit status is 1.
 package main
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/content"
@@ -39,6 +41,7 @@ import (
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/platforms"
 	"github.com/pullkit/pullkit/importer"
+	"github.com/pullkit/pullkit/unpack"
 )
 
 func main() {
@@ -61,6 +64,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	platform := fs.String("platform", "", "import only images for this platform, os/arch[/variant] (default: all)")
 	prefix := fs.String("prefix", "", "the repository for images the archive leaves unnamed (default import-<date>)")
 	digests := fs.Bool("digests", false, "also name every image NAME@<manifest digest>")
+	snapshots := fs.String("snapshots", "", "also unpack each image into a directory snapshotter rooted at this `directory`")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: import [flags] FILE|-")
 		fs.PrintDefaults()
@@ -85,6 +89,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		opts = append(opts, importer.WithDigestNames())
 	}
 
+	var sn *unpack.Directory
+	if *snapshots != "" {
+		var err error
+		if sn, err = unpack.NewDirectory(*snapshots); err != nil {
+			return err
+		}
+	}
+
 	var r io.Reader = stdin
 	if name := fs.Arg(0); name != "-" {
 		f, err := os.Open(name)
@@ -97,6 +109,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	store, err := local.New(*storeDir)
 	if err != nil {
 		return err
+	}
+
+	chainIDs := map[digest.Digest]digest.Digest{} // image root → top snapshot
+	if sn != nil {
+		// The importer unpacks each image before it names it, so a name
+		// never points at an image that failed to unpack.
+		opts = append(opts, importer.WithUnpack(importer.UnpackerFunc(func(ctx context.Context, target ocispec.Descriptor) error {
+			chainID, err := unpack.Unpack(ctx, sn, store, target)
+			chainIDs[target.Digest] = chainID
+			return err
+		})))
 	}
 
 	counted := &countingReader{r: r}
@@ -115,6 +138,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s: %w", img.Name, err)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", img.Name, id, humanSize(size))
+	}
+	if sn != nil {
+		for _, img := range imgs {
+			fmt.Fprintf(tw, "%s\tsnapshot %s\t\n", img.Name, chainIDs[img.Target.Digest])
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pullkit/pullkit/content/local"
 	"github.com/pullkit/pullkit/importer"
+	"github.com/pullkit/pullkit/unpack"
 )
 
 // dockerSave returns a docker save archive of one image of one layer,
@@ -134,5 +135,31 @@ func TestRunErrors(t *testing.T) {
 	}
 	if imgs, _ := store.Images().List(context.Background()); len(imgs) != 0 {
 		t.Errorf("failed runs left names %+v", imgs)
+	}
+}
+
+func TestRunSnapshots(t *testing.T) {
+	archive, _ := dockerSave(t, "hello:1")
+	file := filepath.Join(t.TempDir(), "hello.tar")
+	if err := os.WriteFile(file, archive, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	snapDir := filepath.Join(dir, "snapshots")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-store", filepath.Join(dir, "store"), "-snapshots", snapDir, file}, &out); err != nil {
+		t.Fatalf("run() error = %v", err)
+	}
+	m := regexp.MustCompile(`(?m)^docker\.io/library/hello:1\s+snapshot (sha256:[0-9a-f]{64})`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("output names no snapshot for hello:1:\n%s", out.String())
+	}
+	sn, err := unpack.NewDirectory(snapDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := sn.Stat(context.Background(), m[1])
+	if err != nil || info.Kind != unpack.KindCommitted {
+		t.Errorf("Stat(%s) = %+v, %v; want a committed snapshot", m[1], info, err)
 	}
 }
