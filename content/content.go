@@ -119,6 +119,16 @@ type WalkFunc func(Info) error
 // Filter selects blobs in [Manager.Walk]. A blob is visited when every filter returns true.
 type Filter func(Info) bool
 
+// Match reports whether info passes every filter, as [Manager.Walk] requires.
+func Match(info Info, filters ...Filter) bool {
+	for _, f := range filters {
+		if !f(info) {
+			return false
+		}
+	}
+	return true
+}
+
 // HasLabel selects blobs that carry the label key, whatever its value.
 func HasLabel(key string) Filter {
 	return func(info Info) bool { _, ok := info.Labels[key]; return ok }

@@ -123,7 +123,7 @@ func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...conten
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("walk: %w", err)
 		}
-		if !passes(info, filters) {
+		if !content.Match(info, filters...) {
 			continue
 		}
 		if err := fn(info); err != nil {
@@ -131,15 +131,6 @@ func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...conten
 		}
 	}
 	return nil
-}
-
-func passes(info content.Info, filters []content.Filter) bool {
-	for _, f := range filters {
-		if !f(info) {
-			return false
-		}
-	}
-	return true
 }
 
 // Delete removes a committed blob and its labels, or returns an error that
