@@ -1,18 +1,23 @@
 package fetch_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/fetch"
 )
@@ -45,7 +50,7 @@ func TestChunkedParallelDownload(t *testing.T) {
 	blob, desc := newBlob(2<<20, 20)
 	reg := newRegistry(t, blob, desc)
 	reg.gate = waitForCompany()
-	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel)), desc)
+	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)), desc)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -82,7 +87,7 @@ func TestChunkedParallelDownload(t *testing.T) {
 func TestChunkedSmallBlobIsOneStream(t *testing.T) {
 	blob, desc := newBlob(3*testChunk, 21) // under 4 chunks
 	reg := newRegistry(t, blob, desc)
-	if _, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel)), desc); err != nil {
+	if _, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)), desc); err != nil {
 		t.Fatal(err)
 	}
 	if reqs := reg.requests(); len(reqs) != 1 || reqs[0].Range != "" {
@@ -94,7 +99,7 @@ func TestChunkedFallsBackWithoutRange(t *testing.T) {
 	blob, desc := newBlob(1<<20, 22)
 	reg := newRegistry(t, blob, desc)
 	reg.ignoreRange = true
-	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel)), desc)
+	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)), desc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +119,7 @@ func TestChunkedServerStopsHonouringRange(t *testing.T) {
 		reg.sent.Add(serveRange(w, r, blob, true))
 		return true
 	}
-	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel)), desc)
+	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)), desc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +144,7 @@ func TestChunkedResumesEachChunk(t *testing.T) {
 		return true
 	}
 	ev := &events{t: t}
-	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithObserver(ev.observe)), desc)
+	got, err := readAll(t, t.Context(), reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways), fetch.WithObserver(ev.observe)), desc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +168,7 @@ func TestChunkedFailure(t *testing.T) {
 		}
 		return false
 	}
-	rc, err := reg.repo(fetch.WithParallel(testChunk, testParallel)).Fetch(t.Context(), desc)
+	rc, err := reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)).Fetch(t.Context(), desc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +183,7 @@ func TestChunkedFailure(t *testing.T) {
 func TestChunkedFromOffsetAndSeek(t *testing.T) {
 	blob, desc := newBlob(1<<20, 26)
 	reg := newRegistry(t, blob, desc)
-	f := reg.repo(fetch.WithParallel(testChunk, testParallel))
+	f := reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways))
 	const off = 100000
 	rc, err := f.FetchFrom(t.Context(), desc, off)
 	if err != nil {
@@ -215,7 +220,7 @@ func TestChunkedCancel(t *testing.T) {
 		return true
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	rc, err := reg.repo(fetch.WithParallel(testChunk, testParallel)).Fetch(ctx, desc)
+	rc, err := reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(fetch.SplitAlways)).Fetch(ctx, desc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,5 +233,162 @@ func TestChunkedCancel(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Read returned %v after cancel, want promptly", d)
+	}
+}
+
+func TestSplitWhenStreamSlow(t *testing.T) {
+	blob, desc := newBlob(1<<20, 50)
+	reg := newRegistry(t, blob, desc)
+	// Every stream is slower than this: the split is decided after the
+	// first window, whatever the machine's speed.
+	f := reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(1<<62))
+	got, err := readAll(t, t.Context(), f, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, got, blob)
+	reqs := reg.requests()
+	if len(reqs) < 3 || reqs[0].Range != "" {
+		t.Fatalf("requests = %+v, want a first one without Range, then chunks", reqs)
+	}
+	// The first stream was cut where the first chunk starts; the chunks
+	// cover the rest of the blob, each byte once.
+	var starts []int64
+	ends := map[int64]int64{}
+	for _, r := range reqs[1:] {
+		from, to, ok := parseRange(r.Range, int64(len(blob)))
+		if !ok || to-from > testChunk {
+			t.Fatalf("request with Range %q, want one chunk", r.Range)
+		}
+		starts = append(starts, from)
+		ends[from] = to
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	if cut := starts[0]; cut < 5*testChunk {
+		t.Errorf("first chunk at %d, want a chunk past the two probe windows (%d bytes)", cut, 4*testChunk)
+	}
+	for i := 1; i < len(starts); i++ {
+		if ends[starts[i-1]] != starts[i] {
+			t.Fatalf("chunks %v do not follow each other", starts)
+		}
+	}
+	if last := ends[starts[len(starts)-1]]; last != int64(len(blob)) {
+		t.Errorf("chunks end at %d, want %d", last, len(blob))
+	}
+	// The reader reads one connection itself: the others have a buffer.
+	if out, peak := fetch.ChunkBuffers(f); out != 0 || peak < 1 || peak > testParallel-1 {
+		t.Errorf("chunk buffers: %d out after the download, at most %d at once; want 0, and between 1 and %d", out, peak, testParallel-1)
+	}
+}
+
+func TestFastStreamNotSplit(t *testing.T) {
+	blob, desc := newBlob(1<<20, 51)
+	reg := newRegistry(t, blob, desc)
+	// 1 byte per second: no stream is that slow.
+	f := reg.repo(fetch.WithParallel(testChunk, testParallel), fetch.WithSplitBelow(1))
+	got, err := readAll(t, t.Context(), f, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, got, blob)
+	if reqs := reg.requests(); len(reqs) != 1 || reqs[0].Range != "" {
+		t.Errorf("requests = %+v, want one without Range", reqs)
+	}
+	if _, peak := fetch.ChunkBuffers(f); peak != 0 {
+		t.Errorf("%d chunk buffers used by a single stream, want 0", peak)
+	}
+}
+
+// blobServer serves blobs of testRepo by digest, with Range support, and
+// counts the requests.
+type blobServer struct {
+	srv   *httptest.Server
+	blobs map[string][]byte
+	reqs  atomic.Int64
+}
+
+func newBlobServer(t *testing.T, blobs ...[]byte) (*blobServer, []ocispec.Descriptor) {
+	t.Helper()
+	bs := &blobServer{blobs: map[string][]byte{}}
+	var descs []ocispec.Descriptor
+	for _, b := range blobs {
+		d := ocispec.Descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: digest.FromBytes(b), Size: int64(len(b))}
+		bs.blobs["/v2/"+testRepo+"/blobs/"+d.Digest.String()] = b
+		descs = append(descs, d)
+	}
+	bs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bs.reqs.Add(1)
+		b, ok := bs.blobs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		serveRange(w, r, b, false)
+	}))
+	t.Cleanup(bs.srv.Close)
+	return bs, descs
+}
+
+func (bs *blobServer) repo(opts ...fetch.Option) *fetch.Repository {
+	base := []fetch.Option{fetch.WithClient(bs.srv.Client()), fetch.WithPlainHTTP(), fetch.WithBackoff(time.Millisecond, 5*time.Millisecond)}
+	return fetch.New(strings.TrimPrefix(bs.srv.URL, "http://"), testRepo, append(base, opts...)...)
+}
+
+// TestChunkMemoryBudget downloads several blobs at once, all split, and
+// checks that their chunk buffers, together, never exceed the
+// Repository's budget, including when the budget allows only one.
+func TestChunkMemoryBudget(t *testing.T) {
+	tests := []struct {
+		name        string
+		chunk       int64
+		parallelism int
+		memory      int64
+		blobSize    int
+	}{
+		// 16 buffers for 4 blobs that would use 7 each.
+		{"shared", testChunk, 8, 1 << 20, 1 << 20},
+		// One buffer for 3 blobs: most of the time, single streams.
+		{"one buffer", 1 << 20, 4, 1 << 20, 5<<20 + 123},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var blobs [][]byte
+			for i := range 4 {
+				b, _ := newBlob(tt.blobSize+i*1000, uint64(60+i))
+				blobs = append(blobs, b)
+			}
+			bs, descs := newBlobServer(t, blobs...)
+			f := bs.repo(fetch.WithParallel(tt.chunk, tt.parallelism), fetch.WithChunkMemory(tt.memory), fetch.WithSplitBelow(fetch.SplitAlways))
+			budget := int(tt.memory / tt.chunk)
+			var wg sync.WaitGroup
+			for i, desc := range descs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, err := readAll(t, t.Context(), f, desc)
+					if err != nil {
+						t.Errorf("blob %d: %v", i, err)
+						return
+					}
+					if !bytes.Equal(got, blobs[i]) {
+						t.Errorf("blob %d: got %d bytes (digest %s), want %s", i, len(got), digest.FromBytes(got), desc.Digest)
+					}
+				}()
+			}
+			wg.Wait()
+			out, peak := fetch.ChunkBuffers(f)
+			if peak > budget {
+				t.Errorf("%d chunk buffers out at once, budget %d", peak, budget)
+			}
+			if want := min(budget, tt.parallelism-1); peak < want {
+				t.Errorf("at most %d chunk buffers out at once, want at least %d: the downloads did not split", peak, want)
+			}
+			if out != 0 {
+				t.Errorf("%d chunk buffers still out after the downloads", out)
+			}
+			if n := bs.reqs.Load(); n <= int64(len(blobs)) {
+				t.Errorf("%d requests for %d blobs, want more: split downloads", n, len(blobs))
+			}
+		})
 	}
 }

@@ -24,10 +24,13 @@
 //   - Transport errors, 408 and 5xx are retried with exponential backoff and
 //     jitter; 429 and 503 honour Retry-After (seconds or an HTTP date) up to
 //     a cap, beyond which the fetch fails with errdefs.ErrUnavailable.
-//   - Blobs of 64 MiB and more are downloaded in 16 MiB chunks, 4 at a
-//     time, once the server answered a Range request with 206; chunks retry
-//     on their own and reach the reader in order, and memory stays bounded
-//     by chunk size × parallelism. See [WithParallel].
+//   - A download of 8 MiB or more whose single stream proves slow (under
+//     64 MB/s, as behind a CDN that caps each connection) is split: it
+//     goes on over 4 connections, with 2 MiB Range requests that retry on
+//     their own and reach the reader in order. A fast stream stays one
+//     stream, read straight into the caller's buffer. Chunk buffers come
+//     from a budget the Repository's downloads share (24 MiB), so memory
+//     stays bounded however many blobs are in flight. See [WithParallel].
 //   - The reader is an io.Seeker, so content.Copy resumes an ingest at its
 //     offset; [ResumeFetcher.FetchFrom] starts there with the first request.
 //

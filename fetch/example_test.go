@@ -1,6 +1,7 @@
 package fetch_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -110,4 +113,35 @@ func ExampleRepository_Stat() {
 	}
 	fmt.Println(size, "bytes")
 	// Output: 23 bytes
+}
+
+// A link known to cap each connection, such as a CDN's, can be split from
+// the first request: here a blob of 1 MiB comes as 16 chunks of 64 KiB,
+// over 4 connections at a time, in order, holding at most 3 buffers.
+func ExampleWithSplitBelow() {
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	desc := ocispec.Descriptor{MediaType: handlers.MediaTypeImageLayer, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	var ranges atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" {
+			ranges.Add(1)
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	defer srv.Close()
+
+	f := fetch.New(strings.TrimPrefix(srv.URL, "http://"), "demo/app", fetch.WithClient(srv.Client()), fetch.WithPlainHTTP(),
+		fetch.WithParallel(64<<10, 4), fetch.WithSplitBelow(fetch.SplitAlways))
+	rc, err := f.Fetch(context.Background(), desc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rc.Close()
+	v := desc.Digest.Verifier()
+	n, err := io.Copy(v, rc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "bytes, verified:", v.Verified(), "range requests:", ranges.Load())
+	// Output: 1048576 bytes, verified: true range requests: 16
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -75,16 +74,16 @@ type Repository struct {
 	cfg      config
 	base     *url.URL // <scheme>://<host><prefix>/<repo>
 	origin   string
-	registry Doer // sends requests to the registry's origin
-	plain    Doer // sends requests that must carry no credentials
-	bufs     sync.Pool
+	registry Doer       // sends requests to the registry's origin
+	plain    Doer       // sends requests that must carry no credentials
+	bufs     *chunkBufs // the budget of split downloads, all blobs together
 }
 
 // New returns a Repository that fetches blobs of repo ("library/alpine")
 // from the registry API at host ("ghcr.io", "localhost:5000"), which is the
 // host requests go to, not a docker.io-style alias. See the [Option]s for
-// the defaults: https, http.DefaultClient, 5 retries, chunked downloads of
-// blobs of 64 MiB and more.
+// the defaults: https, http.DefaultClient, 5 retries, and downloads of
+// 8 MiB and more split into parallel chunks when one stream is slow.
 func New(host, repo string, opts ...Option) *Repository {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -106,8 +105,7 @@ func New(host, repo string, opts ...Option) *Repository {
 		r.registry = noRedirects(hc)
 		r.plain = r.registry
 	}
-	chunk := cfg.chunkSize
-	r.bufs.New = func() any { b := make([]byte, chunk); return &b }
+	r.bufs = newChunkBufs(cfg.chunkSize, int(max(cfg.chunkMemory/cfg.chunkSize, 1)))
 	return r
 }
 
@@ -352,7 +350,3 @@ func (r *Repository) log(ctx context.Context, level slog.Level, msg string, desc
 	attrs = append([]slog.Attr{slog.String("digest", desc.Digest.String()), slog.String("repository", r.repo)}, attrs...)
 	r.cfg.logger.LogAttrs(ctx, level, "fetch: "+msg, attrs...)
 }
-
-// getBuf returns a chunk buffer; putBuf gives it back.
-func (r *Repository) getBuf() *[]byte  { return r.bufs.Get().(*[]byte) }
-func (r *Repository) putBuf(b *[]byte) { r.bufs.Put(b) }

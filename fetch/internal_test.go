@@ -92,6 +92,11 @@ func TestOptionClamping(t *testing.T) {
 		}},
 		{"tiny chunks", WithParallel(1, 1000), func(c config) bool { return c.chunkSize == minChunkSize && c.parallelism == maxParallelism }},
 		{"huge chunks", WithParallel(1<<40, 2), func(c config) bool { return c.chunkSize == maxChunkSize && c.parallelism == 2 }},
+		{"zero chunk memory", WithChunkMemory(0), func(c config) bool { return c.chunkMemory == DefaultChunkMemory }},
+		{"tiny chunk memory", WithChunkMemory(1), func(c config) bool { return c.chunkMemory == minChunkMemory }},
+		{"huge chunk memory", WithChunkMemory(1 << 50), func(c config) bool { return c.chunkMemory == maxChunkMemory }},
+		{"zero split rate", WithSplitBelow(0), func(c config) bool { return c.splitBelow == DefaultSplitBelow }},
+		{"split always", WithSplitBelow(SplitAlways), func(c config) bool { return c.splitBelow == SplitAlways }},
 		{"empty prefix", WithPathPrefix(""), func(c config) bool { return c.pathPrefix == "/v2" }},
 		{"root prefix", WithPathPrefix("/"), func(c config) bool { return c.pathPrefix == "" }},
 		{"bare prefix", WithPathPrefix("x/v2/"), func(c config) bool { return c.pathPrefix == "/x/v2" }},
@@ -103,6 +108,35 @@ func TestOptionClamping(t *testing.T) {
 		if !tt.check(c) {
 			t.Errorf("%s: config = %+v", tt.name, c)
 		}
+	}
+}
+
+// TestChunkBufsBudget checks the budget on its own: get never hands out
+// more than the budget, reuses what put gave back, and forgets its spare
+// buffers once none is out.
+func TestChunkBufsBudget(t *testing.T) {
+	b := newChunkBufs(1024, 3)
+	var got []*[]byte
+	for range 5 {
+		if p := b.get(); p != nil {
+			if len(*p) != 1024 {
+				t.Fatalf("buffer of %d bytes, want 1024", len(*p))
+			}
+			got = append(got, p)
+		}
+	}
+	if out, peak := b.usage(); len(got) != 3 || out != 3 || peak != 3 {
+		t.Fatalf("got %d buffers (out %d, peak %d), want 3: the budget", len(got), out, peak)
+	}
+	b.put(got[2])
+	if p := b.get(); p != got[2] {
+		t.Error("a buffer given back was not reused")
+	}
+	for _, p := range got {
+		b.put(p)
+	}
+	if out, peak := b.usage(); out != 0 || peak != 3 || b.free != nil {
+		t.Errorf("after giving all back: out %d, peak %d, %d spare; want 0, 3, none kept", out, peak, len(b.free))
 	}
 }
 

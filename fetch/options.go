@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
 	"regexp"
 	"time"
@@ -21,10 +22,22 @@ const (
 	// DefaultStallTimeout is how long a connection may deliver no byte
 	// before it is dropped and the download resumed on a new one.
 	DefaultStallTimeout = 30 * time.Second
-	// DefaultChunkSize and DefaultParallelism shape chunked downloads:
-	// blobs of at least 4 chunks (64 MiB) are fetched 4 chunks at a time.
-	DefaultChunkSize   = 16 << 20
+	// DefaultChunkSize and DefaultParallelism shape split downloads: a
+	// download of at least 4 chunks (8 MiB) whose stream is slow goes on
+	// over up to 4 connections, one chunk each. See [WithParallel].
+	DefaultChunkSize   = 2 << 20
 	DefaultParallelism = 4
+	// DefaultChunkMemory bounds the chunks a Repository buffers, all
+	// downloads together: 12 chunks, what 4 blobs downloaded at once (as
+	// the root package's Pull does) use with 3 chunks each besides their
+	// stream. See [WithChunkMemory].
+	DefaultChunkMemory = 24 << 20
+	// DefaultSplitBelow is the speed, in bytes per second, under which a
+	// stream is split. See [WithSplitBelow].
+	DefaultSplitBelow = 64e6
+	// SplitAlways, given to [WithSplitBelow], splits every download large
+	// enough from its first request, without measuring its stream.
+	SplitAlways = math.MaxInt64
 )
 
 // Bounds that out-of-range option values are clamped to.
@@ -35,6 +48,12 @@ const (
 	maxParallelism = 64
 	// chunkThreshold is how many chunks a download must span to be chunked.
 	chunkThreshold = 4
+	// A stream is split when it was slow in slowWindows windows in a row,
+	// each of 2 chunks or of probeTime spent waiting, whichever is first.
+	slowWindows    = 2
+	probeTime      = 100 * time.Millisecond
+	minChunkMemory = 1 << 20
+	maxChunkMemory = 4 << 30
 )
 
 // Option configures a [Repository]. Options are applied in order; a later
@@ -53,6 +72,8 @@ type config struct {
 	stallTimeout  time.Duration
 	chunkSize     int64
 	parallelism   int
+	chunkMemory   int64
+	splitBelow    int64
 	foreign       bool
 	foreignHosts  []*regexp.Regexp
 	observer      func(Event)
@@ -70,6 +91,8 @@ func defaultConfig() config {
 		stallTimeout:  DefaultStallTimeout,
 		chunkSize:     DefaultChunkSize,
 		parallelism:   DefaultParallelism,
+		chunkMemory:   DefaultChunkMemory,
+		splitBelow:    DefaultSplitBelow,
 	}
 }
 
@@ -189,17 +212,38 @@ func WithStallTimeout(d time.Duration) Option {
 	}
 }
 
-// WithParallel sets how large blobs are downloaded in chunks. A download of
-// at least 4×chunkSize bytes, from a server that honours Range requests,
-// fetches up to parallelism chunks at once with Range requests, each
-// retried and resumed on its own, and hands them to the reader in order;
-// it buffers at most chunkSize×parallelism bytes. A server that ignores
-// Range gets a single stream.
+// WithParallel sets how a slow download of a large blob is split over
+// several connections. The rule:
 //
-// The defaults are [DefaultChunkSize] (16 MiB) and [DefaultParallelism]
+//   - A download starts as one stream, which the reader reads straight
+//     into the caller's buffer: no copy, no buffer of its own.
+//   - A download of at least 4×chunkSize bytes is split once its stream
+//     proves slow: when, in two windows in a row, it delivered slower than
+//     [WithSplitBelow]. A window is 2×chunkSize bytes or 100 ms, whichever
+//     comes first, and counts only the time spent waiting for the
+//     connection: a slow consumer does not make a stream slow, and a
+//     moment of a busy machine does not either.
+//     On a fast link, such as a registry on the same machine, downloads
+//     stay single streams; behind a per-connection bandwidth cap (a CDN),
+//     they split.
+//   - Split, the download keeps its stream up to the next chunk boundary
+//     and fetches the following chunks with Range requests, up to
+//     parallelism connections in all, each chunk retried and resumed on
+//     its own, in a buffer of chunkSize bytes. The reader gets the bytes in
+//     order, as each chunk fills; once it has caught up with a chunk, it
+//     reads the rest of it from the chunk's connection directly and frees
+//     its buffer. So a download holds at most parallelism-1 buffers.
+//   - Chunk buffers come from the Repository's budget, shared by all its
+//     downloads ([WithChunkMemory]). When it is spent, a download goes on
+//     with the connections it has, down to one stream, and never waits for
+//     a buffer; so memory stays bounded however many blobs are in flight.
+//   - A server that answers a Range request with the whole blob gets a
+//     single stream.
+//
+// The defaults are [DefaultChunkSize] (2 MiB) and [DefaultParallelism]
 // (4). chunkSize <= 0 means the default, and it is clamped to [64 KiB,
-// 256 MiB]; parallelism <= 0 means the default, 1 turns chunked downloads
-// off, and more than 64 means 64.
+// 256 MiB]; parallelism <= 0 means the default, 1 turns splitting off,
+// and more than 64 means 64.
 func WithParallel(chunkSize int64, parallelism int) Option {
 	return func(cfg *config) {
 		if chunkSize <= 0 {
@@ -210,6 +254,36 @@ func WithParallel(chunkSize int64, parallelism int) Option {
 		}
 		cfg.chunkSize = min(max(chunkSize, minChunkSize), maxChunkSize)
 		cfg.parallelism = min(parallelism, maxParallelism)
+	}
+}
+
+// WithChunkMemory bounds the bytes of chunk buffers the Repository's split
+// downloads hold at once, all blobs together (see [WithParallel]): it
+// allows n/chunkSize buffers, at least one. Buffers are allocated when a
+// download splits, reused, and released when no split download is left.
+// The default, and n <= 0, is [DefaultChunkMemory] (24 MiB); n is clamped
+// to [1 MiB, 4 GiB].
+func WithChunkMemory(n int64) Option {
+	return func(cfg *config) {
+		if n <= 0 {
+			n = DefaultChunkMemory
+		}
+		cfg.chunkMemory = min(max(n, minChunkMemory), maxChunkMemory)
+	}
+}
+
+// WithSplitBelow sets the speed, in bytes per second, under which the
+// stream of a large download is split into parallel chunks (see
+// [WithParallel]). [SplitAlways] splits large downloads from their first
+// request, which asks for the first chunk only, for links known to cap
+// each connection. The default, and rate <= 0, is [DefaultSplitBelow]
+// (64 MB/s).
+func WithSplitBelow(rate int64) Option {
+	return func(cfg *config) {
+		if rate <= 0 {
+			rate = DefaultSplitBelow
+		}
+		cfg.splitBelow = rate
 	}
 }
 

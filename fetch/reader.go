@@ -31,13 +31,15 @@ type reader struct {
 	ctx    context.Context // parent with the auth scope; canceled by Close
 	cancel context.CancelFunc
 
-	mu           sync.Mutex // serializes Read, Seek and Close
-	srcs         []source   // where to fetch from; one once a source answered
-	pos          int64      // the next byte Read returns
-	opened       bool       // seg or chunks is set up to deliver pos
-	rangeIgnored bool       // the server answered a Range request with 200
-	seg          *segment
-	chunks       *chunker
+	mu           sync.Mutex         // serializes Read, Seek and Close
+	srcs         []source           // where to fetch from; one once a source answered
+	pos          int64              // the next byte Read returns
+	opened       bool               // seg or chunks is set up to deliver pos
+	rangeIgnored bool               // the server answered a Range request with 200
+	probing      bool               // seg's speed decides whether to split the download
+	slow         int                // windows in a row that seg was slow
+	seg          *segment           // the stream the reader reads itself, if any
+	chunks       *chunker           // set when the download is split
 	modeCancel   context.CancelFunc // stops seg or chunks
 	err          error              // sticky failure, until a Seek
 	closed       bool
@@ -92,6 +94,9 @@ func (r *reader) Read(p []byte) (int, error) {
 			n, err = r.chunks.read(p)
 		} else {
 			n, err = r.seg.Read(p)
+			if r.probing && err == nil {
+				r.probe()
+			}
 		}
 		r.pos += int64(n)
 		switch {
@@ -201,18 +206,20 @@ func (r *reader) open() error {
 	return nil // not reached: there is always the registry source
 }
 
-// openFrom opens src at r.pos: in chunks when the download is large enough
-// and the server honours Range, else as one stream.
+// openFrom opens src at r.pos, as one stream, or split from the first
+// request when [WithSplitBelow] says [SplitAlways] (see [WithParallel]).
 func (r *reader) openFrom(src source) error {
 	ctx, cancel := context.WithCancel(r.ctx)
 	cfg := &r.rp.cfg
-	if cfg.parallelism > 1 && !r.rangeIgnored && r.size-r.pos >= chunkThreshold*cfg.chunkSize {
+	splittable := cfg.parallelism > 1 && !r.rangeIgnored && r.size-r.pos >= chunkThreshold*cfg.chunkSize
+	if splittable && cfg.splitBelow == SplitAlways {
 		first := r.newSegment(ctx, src, r.pos, r.pos+cfg.chunkSize, true)
 		err := first.open()
 		switch {
 		case err == nil:
-			r.chunks = newChunker(r, ctx, src, first)
-			r.modeCancel = cancel
+			r.seg, r.modeCancel = first, cancel
+			r.chunks = newChunker(r, ctx, src, first.end)
+			r.chunks.fill()
 			return nil
 		case errors.Is(err, errRangeIgnored):
 			// The first chunk's answer is the whole blob: read it as one
@@ -234,7 +241,37 @@ func (r *reader) openFrom(src source) error {
 		return err
 	}
 	r.seg, r.modeCancel = seg, cancel
+	r.probing = splittable
 	return nil
+}
+
+// probe splits the download once its stream proved slow: when in two
+// windows in a row (of 2 chunks, or of probeTime, whichever comes first) it
+// delivered slower than WithSplitBelow, counting only the time spent
+// waiting for the connection, so that a slow consumer does not make the
+// stream look slow. Two windows, so that a moment of a busy machine does
+// not either.
+func (r *reader) probe() {
+	s, cfg := r.seg, &r.rp.cfg
+	if s.winBytes < 2*cfg.chunkSize && s.winTime < probeTime {
+		return
+	}
+	rate := float64(s.winBytes) / max(s.winTime.Seconds(), 1e-9)
+	s.winBytes, s.winTime = 0, 0
+	if rate >= float64(cfg.splitBelow) {
+		r.slow = 0
+		return
+	}
+	if r.slow++; r.slow < slowWindows {
+		return
+	}
+	r.probing = false
+	if r.size-s.pos < 2*cfg.chunkSize {
+		return
+	}
+	r.rp.log(r.ctx, slog.LevelDebug, "slow stream: splitting the download", r.desc,
+		slog.Int64("offset", s.pos), slog.Int64("bytes_per_second", int64(rate)))
+	r.chunks = newChunker(r, s.ctx, s.src, s.end)
 }
 
 // teardown stops the current delivery, so that the next Read opens anew.
@@ -252,6 +289,7 @@ func (r *reader) teardown() {
 		r.seg = nil
 	}
 	r.opened = false
+	r.probing, r.slow = false, 0
 }
 
 // event queues ev for the observer; flush delivers it on the reading
@@ -306,6 +344,11 @@ type segment struct {
 	fails   int         // failures in a row
 	resume  bool        // the next open resumes a broken body
 	scratch []byte
+
+	// Bytes read from bodies, and the time spent waiting for them, since
+	// the reader's probe last looked.
+	winBytes int64
+	winTime  time.Duration
 }
 
 func (r *reader) newSegment(ctx context.Context, src source, from, to int64, strict bool) *segment {
@@ -501,7 +544,10 @@ func (s *segment) readBody(p []byte) (int, error) {
 	if want := s.end - s.pos; int64(len(p)) > want {
 		p = p[:want]
 	}
+	start := time.Now()
 	n, err := s.timedRead(p)
+	s.winTime += time.Since(start)
+	s.winBytes += int64(n)
 	s.got += int64(n)
 	return n, err
 }

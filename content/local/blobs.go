@@ -194,7 +194,7 @@ func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...conten
 			if err != nil {
 				return fmt.Errorf("walk blobs: %s: %w", dgst, err)
 			}
-			if !passes(info, filters) {
+			if !content.Match(info, filters...) {
 				continue
 			}
 			if err := fn(info); err != nil {
@@ -203,15 +203,6 @@ func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...conten
 		}
 	}
 	return nil
-}
-
-func passes(info content.Info, filters []content.Filter) bool {
-	for _, f := range filters {
-		if !f(info) {
-			return false
-		}
-	}
-	return true
 }
 
 // Delete removes the blob and its labels. A blob the store does not have is

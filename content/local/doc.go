@@ -40,7 +40,11 @@
 // A writer hashes bytes as they come and gathers small writes in a 128 KiB
 // buffer; large writes go to the file directly, so memory stays flat
 // whatever the blob's size. [content.Writer.Status] writes the buffer out
-// first, so its Offset survives the death of the process.
+// first, so its Offset survives the death of the process. In a store that
+// syncs, a writer on Linux starts the writeback of each 8 MiB it writes
+// (sync_file_range) and waits for the 8 MiB before, so the disk works while
+// the download runs and the fsync at commit has little left to write; the
+// fsync stays, and makes the commit durable.
 //
 // Commit verifies size and digest from the running hash (the bytes are not
 // read again), fsyncs the data, makes it read-only and hard-links it into

@@ -35,6 +35,11 @@ const (
 // large copies are not copied twice.
 const writeBufferSize = 128 << 10
 
+// writebackWindow is how many bytes a writer of a store that syncs writes
+// to its file before it starts their writeback to disk (see writeback), so
+// that the disk works while the download runs rather than at Commit.
+const writebackWindow = 8 << 20
+
 var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, writeBufferSize); return &b }}
 
 // errReleased is returned by a writer used after Close or Commit.
@@ -195,6 +200,10 @@ type writer struct {
 	alg       digest.Algorithm
 	digester  digest.Digester
 	offset    int64 // bytes accepted, buffered ones included
+	written   int64 // bytes in the file
+	wbFrom    int64 // bytes before it are being written back, or on disk
+	wbPrev    int64 // where the window written back before wbFrom starts
+	wbOff     bool  // the file system refused early writeback
 	total     int64
 	expected  digest.Digest
 	startedAt time.Time
@@ -260,6 +269,7 @@ func (w *writer) open(desc ocispec.Descriptor) error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	w.offset = n
+	w.setWritten(n)
 	w.updatedAt = w.startedAt
 	if n > 0 {
 		if fi, err := f.Stat(); err == nil && fi.ModTime().After(w.startedAt) {
@@ -351,14 +361,29 @@ func (w *writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeFile writes p straight to the file.
+// writeFile writes p straight to the file. In a store that syncs, every
+// writebackWindow bytes it starts their writeback to disk.
 func (w *writer) writeFile(p []byte) (int, error) {
 	n, err := w.f.Write(p)
+	w.written += int64(n)
 	if err != nil {
 		w.err = fmt.Errorf("write ingest %q: %w", w.ref, err)
 		return n, w.err
 	}
+	if w.s.sync && !w.wbOff && w.written-w.wbFrom >= writebackWindow {
+		if writeback(w.f, w.wbPrev, w.wbFrom, w.written) {
+			w.wbPrev, w.wbFrom = w.wbFrom, w.written
+		} else {
+			w.wbOff = true
+		}
+	}
 	return n, nil
+}
+
+// setWritten records that the file holds n bytes, none of them being
+// written back by this writer.
+func (w *writer) setWritten(n int64) {
+	w.written, w.wbFrom, w.wbPrev = n, n, n
 }
 
 // flush writes the buffered bytes to the file.
@@ -436,6 +461,7 @@ func (w *writer) Truncate(size int64) error {
 		return w.fail(err)
 	}
 	w.offset = size
+	w.setWritten(size)
 	w.updatedAt = time.Now()
 	w.publish()
 	return nil
