@@ -58,6 +58,7 @@ type applyConfig struct {
 	ownership    func(uid, gid int) (int, int, error)
 	unprivileged bool
 	sync         bool
+	goGzip       bool // never an external gzip decompressor
 }
 
 // WithDiffID makes [Apply] check the uncompressed digest of the layer
@@ -124,6 +125,26 @@ func WithSync() ApplyOption {
 	return func(c *applyConfig) { c.sync = true }
 }
 
+// WithExternalDecompressor says whether [Apply] may decompress gzip layers
+// with igzip (from Intel's ISA-L: the Debian package isal) when it is on
+// PATH, looked up once per process. igzip decodes about twice as fast as
+// Go's fastest decoder, on a core of its own. (unpigz is not used: it
+// decodes no faster than Go.) The program runs as a child process, fed the
+// compressed stream through a pipe by a goroutine of Apply; Apply stops it
+// and waits for it before returning. The DiffID is computed on what it
+// outputs, as on Go's output.
+//
+// Two things differ: bytes after the last complete gzip member are ignored
+// rather than refused (they are not part of the DiffID either way), and
+// [WithMaxRatio] counts the compressed bytes handed to the program, which
+// may be a MiB or so ahead of those it has decoded.
+//
+// The default is on: igzip is used when it is found, and Go's decoder
+// (github.com/klauspost/compress) otherwise, or when on is false.
+func WithExternalDecompressor(on bool) ApplyOption {
+	return func(c *applyConfig) { c.goGzip = !on }
+}
+
 var applyBuffers = sync.Pool{New: func() any {
 	b := make([]byte, applyBufferSize)
 	return &b
@@ -154,7 +175,9 @@ var applyBuffers = sync.Pool{New: func() any {
 // over a limit ([WithMaxSize], [WithMaxRatio], [WithMaxEntries]). On error
 // the result is the zero value.
 //
-// Apply reads r only from the calling goroutine and does not close it.
+// Apply reads r from a goroutine of its own, so that decompressing and
+// hashing the stream run beside the writing of files, and stops reading it
+// before returning; it does not close r.
 // Several Apply calls may run at once on different roots; two on the same
 // root at once leave it undefined.
 func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (ApplyResult, error) {
@@ -186,7 +209,11 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 	}
 	defer rt.Close()
 
-	stream, err := newLayerStream(r, alg, cfg.maxSize, cfg.maxRatio)
+	var gzipCmd string
+	if !cfg.goGzip {
+		gzipCmd = gzipCommand()
+	}
+	stream, err := newLayerStream(r, alg, cfg.maxSize, cfg.maxRatio, gzipCmd)
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
 	}
@@ -195,14 +222,19 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 	bufp := applyBuffers.Get().(*[]byte)
 	defer applyBuffers.Put(bufp)
 
-	a := newApplier(rt, &cfg, stream, *bufp)
-	defer a.close()
+	t, err := newTree(rt)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
+	}
+	defer t.close()
+	a := newApplier(t, &cfg, stream, *bufp)
+	defer a.stopWriters()
 	if err := a.applyTar(ctx); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
 	}
 	// The diffID covers the whole uncompressed stream: read what follows
 	// the end-of-archive marker (padding to the record size, usually).
-	if err := stream.drain(*bufp); err != nil {
+	if err := stream.drain(); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
 	}
 	if err := a.finish(); err != nil {
@@ -214,7 +246,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, &DiffIDMismatchError{Expected: cfg.diffID, Actual: res.DiffID})
 	}
 	if cfg.sync {
-		if err := syncfsRoot(rt); err != nil {
+		if err := t.sync(); err != nil {
 			return ApplyResult{}, fmt.Errorf("apply layer to %s: sync: %w", root, err)
 		}
 	}

@@ -83,3 +83,11 @@ func retryOnEINTR(fn func() error) error {
 		}
 	}
 }
+
+// setPipeSize asks for a pipe buffer of n bytes, ignoring a refusal.
+func setPipeSize(f *os.File, n int) {
+	controlFd(f, "fcntl", f.Name(), func(fd int) error {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, n)
+		return err
+	})
+}

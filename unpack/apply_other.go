@@ -30,3 +30,9 @@ func syncfsRoot(r *os.Root) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// newTree returns the portable tree: the descriptor-based one is Linux's.
+func newTree(root *os.Root) (tree, error) { return newRootTree(root), nil }
+
+// setPipeSize does nothing here: pipes keep the system's size.
+func setPipeSize(f *os.File, n int) {}

@@ -42,27 +42,21 @@ var (
 // applier applies the entries of one layer. Paths it keeps are resolved:
 // relative to the root, slash-separated, free of symlinks, "." for the root.
 type applier struct {
-	root       *os.Root
-	rootHandle *heldDir
+	t          tree
 	cfg        *applyConfig
 	stream     *layerStream
 	privileged bool
 	buf        []byte
 
-	handles  map[string]*heldDir    // open directories by resolved path
 	dirs     map[string]string      // directory names as entries spell them → resolved path
 	touched  map[string]struct{}    // resolved paths this layer created or replaced
 	deferred map[string]deferredDir // resolved directories → mode and times set last
 
+	w *fileWriter // writes file content beside the applier; nil: inline
+
 	skipped     []Skip
 	entries     int64
 	contentSize int64
-}
-
-// heldDir is an open directory under the root.
-type heldDir struct {
-	r *os.Root
-	f *os.File // the directory itself, for *at system calls; nil until needed
 }
 
 // deferredDir is what a directory entry sets once the layer's content is in.
@@ -71,15 +65,18 @@ type deferredDir struct {
 	atime, mtime time.Time
 }
 
-func newApplier(root *os.Root, cfg *applyConfig, stream *layerStream, buf []byte) *applier {
+func newApplier(t tree, cfg *applyConfig, stream *layerStream, buf []byte) *applier {
+	var w *fileWriter
+	if n := writerCount(); n > 0 && t.asyncFiles() {
+		w = newFileWriter(n, t.fileBudget())
+	}
 	return &applier{
-		root:       root,
-		rootHandle: &heldDir{r: root},
+		w:          w,
+		t:          t,
 		cfg:        cfg,
 		stream:     stream,
 		privileged: !cfg.unprivileged && os.Geteuid() == 0,
 		buf:        buf,
-		handles:    make(map[string]*heldDir),
 		dirs:       make(map[string]string),
 		touched:    make(map[string]struct{}),
 		deferred:   make(map[string]deferredDir),
@@ -94,9 +91,14 @@ func (a *applier) applyTar(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if a.w != nil {
+			if err := a.w.failed(); err != nil {
+				return err
+			}
+		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return a.stopWriters()
 		}
 		if err != nil {
 			return a.stream.wrapErr(err)
@@ -104,9 +106,6 @@ func (a *applier) applyTar(ctx context.Context) error {
 		a.entries++
 		if a.cfg.maxEntries > 0 && a.entries > a.cfg.maxEntries {
 			return &content.LimitError{What: "layer tar entries", Limit: a.cfg.maxEntries, Got: a.entries}
-		}
-		if len(a.handles) > maxHeldDirs {
-			a.closeHandles()
 		}
 		if err := a.entry(ctx, tr, hdr); err != nil {
 			return err
@@ -184,18 +183,14 @@ func cleanEntryName(name string) (string, string) {
 
 // place resolves the directory that will hold name, creating what is
 // missing, and returns it with the entry's base name and resolved path.
-func (a *applier) place(name string) (*heldDir, string, string, error) {
-	parent, _, err := a.resolveDir(path.Dir(name), true)
+func (a *applier) place(name string) (dir, base, p string, err error) {
+	dir, _, err = a.resolveDir(path.Dir(name), true)
 	if err != nil {
-		return nil, "", "", err
+		return "", "", "", err
 	}
-	h, err := a.handle(parent)
-	if err != nil {
-		return nil, "", "", err
-	}
-	a.touchTree(parent)
-	base := path.Base(name)
-	return h, base, path.Join(parent, base), nil
+	a.touchTree(dir)
+	base = path.Base(name)
+	return dir, base, path.Join(dir, base), nil
 }
 
 // touchTree marks the resolved directory p and those above it as part of
@@ -227,33 +222,32 @@ func (a *applier) resolve(name string, create bool, links *int) (string, bool, e
 	if err != nil || !ok {
 		return "", ok, err
 	}
-	h, err := a.handle(parent)
-	if err != nil {
-		return "", false, err
-	}
 	base := path.Base(name)
 	p := path.Join(parent, base)
-	fi, err := h.r.Lstat(base)
+	fi, err := a.t.lstat(parent, base)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case isNotExist(err):
 		if !create {
 			return "", false, nil
 		}
-		if err := h.r.Mkdir(base, 0o755); err != nil {
+		ne, err := a.t.mkdir(parent, base, 0o755)
+		if err != nil {
 			return "", false, err
 		}
-		if err := h.r.Chmod(base, 0o755); err != nil { // undo the umask
-			return "", false, err
+		if !ne.known || ne.mode != 0o755 { // undo the umask
+			if err := a.t.chmod(parent, base, 0o755); err != nil {
+				return "", false, err
+			}
 		}
 		a.touched[p] = struct{}{}
 	case err != nil:
 		return "", false, err
-	case fi.Mode()&fs.ModeSymlink != 0:
+	case fi.isSymlink():
 		*links++
 		if *links > maxSymlinkHops {
 			return "", false, invalidEntryf("resolve %s: too many levels of symbolic links", name)
 		}
-		target, err := h.r.Readlink(base)
+		target, err := a.t.readlink(parent, base)
 		if err != nil {
 			return "", false, err
 		}
@@ -271,65 +265,11 @@ func (a *applier) resolve(name string, create bool, links *int) (string, bool, e
 			return "", ok, err
 		}
 		p = real
-	case !fi.IsDir():
+	case !fi.isDir():
 		return "", false, invalidEntryf("resolve %s: %s is not a directory", name, p)
 	}
 	a.dirs[name] = p
 	return p, true, nil
-}
-
-// handle returns the open directory at the resolved path p.
-func (a *applier) handle(p string) (*heldDir, error) {
-	if p == "." {
-		return a.rootHandle, nil
-	}
-	if h, ok := a.handles[p]; ok {
-		return h, nil
-	}
-	var r *os.Root
-	var err error
-	if parent, ok := a.handles[path.Dir(p)]; ok {
-		r, err = parent.r.OpenRoot(path.Base(p))
-	} else {
-		r, err = a.root.OpenRoot(p)
-	}
-	if err != nil {
-		return nil, err
-	}
-	h := &heldDir{r: r}
-	a.handles[p] = h
-	return h, nil
-}
-
-// dir returns the directory of h opened as a file, for *at system calls.
-func (h *heldDir) dir() (*os.File, error) {
-	if h.f == nil {
-		f, err := h.r.Open(".")
-		if err != nil {
-			return nil, err
-		}
-		h.f = f
-	}
-	return h.f, nil
-}
-
-func (h *heldDir) close(closeRoot bool) {
-	if h.f != nil {
-		h.f.Close()
-		h.f = nil
-	}
-	if closeRoot {
-		h.r.Close()
-	}
-}
-
-// closeHandles closes every open directory but the root.
-func (a *applier) closeHandles() {
-	for _, h := range a.handles {
-		h.close(true)
-	}
-	clear(a.handles)
-	a.rootHandle.close(false)
 }
 
 // forget drops what is known about paths at and below the removed
@@ -337,53 +277,47 @@ func (a *applier) closeHandles() {
 // through p.
 func (a *applier) forget(p string, wasDir bool) {
 	clear(a.dirs)
-	if !wasDir {
-		return
-	}
-	for k, h := range a.handles {
-		if k == p || strings.HasPrefix(k, p+"/") {
-			h.close(true)
-			delete(a.handles, k)
-		}
+	if wasDir {
+		a.t.forget(p)
 	}
 }
 
-// remove removes base (resolved path p) from h, whatever it is.
-func (a *applier) remove(h *heldDir, base, p string, fi fs.FileInfo) error {
-	if fi.IsDir() {
-		err := h.r.RemoveAll(base)
+// remove removes base (resolved path p) from dir, whatever it is.
+func (a *applier) remove(dir, base, p string, fi entryInfo) error {
+	if fi.isDir() {
+		err := a.t.removeAll(dir, base)
 		a.forget(p, true)
 		return err
 	}
-	if err := h.r.Remove(base); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := a.t.remove(dir, base); err != nil && !isNotExist(err) {
 		return err
 	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
+	if fi.isSymlink() {
 		a.forget(p, false)
 	}
 	return nil
 }
 
-// clearPath removes whatever is at base in h, so an entry can take its
+// clearPath removes whatever is at base in dir, so an entry can take its
 // place. Existing files are never written through: they may be hardlinks.
-func (a *applier) clearPath(h *heldDir, base, p string) error {
-	fi, err := h.r.Lstat(base)
-	if errors.Is(err, fs.ErrNotExist) {
+func (a *applier) clearPath(dir, base, p string) error {
+	fi, err := a.t.lstat(dir, base)
+	if isNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return a.remove(h, base, p, fi)
+	return a.remove(dir, base, p, fi)
 }
 
 // retryCleared runs create, which fails with fs.ErrExist when something is
 // at base already; it then clears base and runs create again. Trying first
 // saves a system call for each new file, the common case.
-func retryCleared[T any](a *applier, h *heldDir, base, p string, create func() (T, error)) (T, error) {
+func retryCleared[T any](a *applier, dir, base, p string, create func() (T, error)) (T, error) {
 	v, err := create()
 	if errors.Is(err, fs.ErrExist) {
-		if err := a.clearPath(h, base, p); err != nil {
+		if err := a.clearPath(dir, base, p); err != nil {
 			return v, err
 		}
 		v, err = create()
@@ -417,13 +351,9 @@ func (a *applier) whiteout(hdr *tar.Header, name string) error {
 		return err
 	}
 	a.touchTree(dir)
-	h, err := a.handle(dir)
-	if err != nil {
-		return err
-	}
 	p := path.Join(dir, target)
-	fi, err := h.r.Lstat(target)
-	if errors.Is(err, fs.ErrNotExist) {
+	fi, err := a.t.lstat(dir, target)
+	if isNotExist(err) {
 		return nil
 	}
 	if err != nil {
@@ -432,46 +362,37 @@ func (a *applier) whiteout(hdr *tar.Header, name string) error {
 	if _, ok := a.touched[p]; ok {
 		// This layer put p there: it survives, but a directory loses
 		// what lower layers had in it.
-		if fi.IsDir() {
+		if fi.isDir() {
 			return a.clearLower(p)
 		}
 		return nil
 	}
-	return a.remove(h, target, p, fi)
+	return a.remove(dir, target, p, fi)
 }
 
 // clearLower removes from the resolved directory p everything this layer
 // did not create, recursively through the directories it did.
 func (a *applier) clearLower(p string) error {
-	h, err := a.handle(p)
-	if err != nil {
-		return err
-	}
-	f, err := h.r.Open(".")
-	if err != nil {
-		return err
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+	names, err := a.t.readDirNames(p)
 	if err != nil {
 		return err
 	}
 	slices.Sort(names)
 	for _, n := range names {
 		child := path.Join(p, n)
-		fi, err := h.r.Lstat(n)
+		fi, err := a.t.lstat(p, n)
 		if err != nil {
 			return err
 		}
 		if _, ok := a.touched[child]; ok {
-			if fi.IsDir() {
+			if fi.isDir() {
 				if err := a.clearLower(child); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		if err := a.remove(h, n, child, fi); err != nil {
+		if err := a.remove(p, n, child, fi); err != nil {
 			return err
 		}
 	}
@@ -484,44 +405,89 @@ func (a *applier) regular(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if max := a.cfg.maxSize; max > 0 && a.contentSize > max {
 		return &content.LimitError{What: "layer file content", Limit: max, Got: a.contentSize}
 	}
-	h, base, p, err := a.place(name)
+	dir, base, p, err := a.place(name)
 	if err != nil {
 		return err
 	}
-	f, err := retryCleared(a, h, base, p, func() (*os.File, error) {
-		return h.r.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	async := a.w != nil && !hasEntryXattrs(hdr)
+	if async {
+		a.w.reserve()
+	}
+	// The file gets its permission bits when it is created, the setuid,
+	// setgid and sticky bits once its content and owner are set.
+	var ne newEntry
+	f, err := retryCleared(a, dir, base, p, func() (fileHandle, error) {
+		f, created, err := a.t.create(dir, base, entryMode(hdr).Perm())
+		ne = created
+		return f, err
 	})
 	if err != nil {
+		if async {
+			a.w.unreserve()
+		}
 		return err
 	}
 	a.touched[p] = struct{}{}
+	if async {
+		return a.writeAsync(ctx, f, tr, hdr, ne)
+	}
 	err = a.copy(ctx, f, tr)
 	if err == nil {
-		err = a.fileMeta(f, hdr, name)
+		err = a.fileMeta(f, hdr, name, ne)
 	}
-	if cerr := f.Close(); err == nil {
+	if err == nil {
+		err = f.utimes(entryTimes(hdr))
+	}
+	if cerr := f.close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	atime, mtime := entryTimes(hdr)
-	return h.r.Chtimes(base, atime, mtime)
+	return err
 }
 
-// copy streams the entry's content into f through the shared buffer.
-func (a *applier) copy(ctx context.Context, f *os.File, r io.Reader) error {
+// writeAsync hands the content of the file f, and what is left to set on
+// it, to the writers. It decides here, in stream order, what the writers
+// will do: the ownership mapping is the caller's function.
+func (a *applier) writeAsync(ctx context.Context, f fileHandle, tr *tar.Reader, hdr *tar.Header, ne newEntry) error {
+	pf := &pendingFile{f: f, meta: fileMetaPlan{name: hdr.Name, mode: entryMode(hdr)}}
+	uid, gid, chown, err := a.owner(hdr)
+	if err != nil {
+		f.close()
+		a.w.unreserve()
+		return err
+	}
+	pf.meta.chown = chown && !(ne.known && ne.uid == uid && ne.gid == gid)
+	pf.meta.uid, pf.meta.gid = uid, gid
+	pf.meta.chmod = !ne.known || ne.mode != pf.meta.mode
+	pf.meta.atime, pf.meta.mtime = entryTimes(hdr)
+	return a.w.write(pf, tr, ctx.Err, a.stream.wrapErr)
+}
+
+// stopWriters waits for the writers to finish every file and stops them;
+// it returns the first error of a writer. It may be called more than once.
+func (a *applier) stopWriters() error {
+	if a.w == nil {
+		return nil
+	}
+	err := a.w.wait()
+	a.w = nil
+	return err
+}
+
+// copy streams the entry's content into f through the shared buffer,
+// filling it before each write: decompressors hand out small pieces.
+func (a *applier) copy(ctx context.Context, f fileHandle, r io.Reader) error {
 	for {
-		n, rerr := r.Read(a.buf)
+		n, rerr := io.ReadFull(r, a.buf)
 		if n > 0 {
 			if _, err := f.Write(a.buf[:n]); err != nil {
 				return err
 			}
 		}
-		if rerr == io.EOF {
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
 			return nil
-		}
-		if rerr != nil {
+		default:
 			return a.stream.wrapErr(rerr)
 		}
 		if err := ctx.Err(); err != nil {
@@ -532,17 +498,20 @@ func (a *applier) copy(ctx context.Context, f *os.File, r io.Reader) error {
 
 // fileMeta sets the owner, mode and xattrs of a regular file, in the order
 // that keeps them: chown clears setuid and setgid bits and file
-// capabilities.
-func (a *applier) fileMeta(f *os.File, hdr *tar.Header, name string) error {
+// capabilities. It leaves out a chown or chmod that would change nothing
+// in the file the system just created, as ne describes it.
+func (a *applier) fileMeta(f fileHandle, hdr *tar.Header, name string, ne newEntry) error {
 	if uid, gid, ok, err := a.owner(hdr); err != nil {
 		return err
-	} else if ok {
-		if err := f.Chown(uid, gid); err != nil {
+	} else if ok && !(ne.known && ne.uid == uid && ne.gid == gid) {
+		if err := f.chown(uid, gid); err != nil {
 			return err
 		}
 	}
-	if err := f.Chmod(entryMode(hdr)); err != nil {
-		return err
+	if mode := entryMode(hdr); !ne.known || ne.mode != mode {
+		if err := f.chmod(mode); err != nil {
+			return err
+		}
 	}
 	return a.xattrs(name, hdr, f, "")
 }
@@ -551,58 +520,71 @@ func (a *applier) fileMeta(f *os.File, hdr *tar.Header, name string) error {
 // and updates its metadata. Mode and times are set at the end of the
 // layer, once its content is in.
 func (a *applier) directory(hdr *tar.Header, name string) error {
-	h, base, p, err := a.place(name)
+	dir, base, p, err := a.place(name)
 	if err != nil {
 		return err
 	}
-	fi, err := h.r.Lstat(base)
+	fi, err := a.t.lstat(dir, base)
+	exists := err == nil
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		fi = nil
+	case isNotExist(err):
 	case err != nil:
 		return err
-	case !fi.IsDir():
-		if err := a.remove(h, base, p, fi); err != nil {
+	case !fi.isDir():
+		if err := a.remove(dir, base, p, fi); err != nil {
 			return err
 		}
-		fi = nil
+		exists = false
 	}
-	if fi == nil {
-		if err := h.r.Mkdir(base, 0o700); err != nil {
+	owner := fi
+	if !exists {
+		ne, err := a.t.mkdir(dir, base, 0o700)
+		if err != nil {
 			return err
 		}
-	} else if perm := fi.Mode().Perm(); !a.privileged && perm&0o700 != 0o700 {
+		owner = entryInfo{uid: -1, gid: -1}
+		if ne.known {
+			owner.uid, owner.gid = ne.uid, ne.gid
+		}
+	} else if perm := fi.mode.Perm(); !a.privileged && perm&0o700 != 0o700 {
 		// Keep the directory writable for the rest of the layer.
-		if err := h.r.Chmod(base, perm|0o700); err != nil {
+		if err := a.t.chmod(dir, base, perm|0o700); err != nil {
 			return err
 		}
 	}
 	a.touched[p] = struct{}{}
 	a.dirs[name] = p
-	return a.dirEntryMeta(h.r, base, p, hdr, name)
+	return a.dirEntryMeta(p, hdr, name, owner)
 }
 
 // rootDir applies a directory entry that names the root itself: its
 // metadata only.
 func (a *applier) rootDir(hdr *tar.Header) error {
-	return a.dirEntryMeta(a.root, ".", ".", hdr, ".")
+	return a.dirEntryMeta(".", hdr, ".", entryInfo{uid: -1, gid: -1})
 }
 
-func (a *applier) dirEntryMeta(r *os.Root, base, p string, hdr *tar.Header, name string) error {
-	if uid, gid, ok, err := a.owner(hdr); err != nil {
+// dirEntryMeta sets the owner and xattrs of the resolved directory p, whose
+// owner cur says when known, and defers its mode and times.
+func (a *applier) dirEntryMeta(p string, hdr *tar.Header, name string, cur entryInfo) error {
+	uid, gid, chown, err := a.owner(hdr)
+	if err != nil {
 		return err
-	} else if ok {
-		if err := r.Lchown(base, uid, gid); err != nil {
-			return err
-		}
 	}
-	if hasEntryXattrs(hdr) {
-		f, err := r.Open(base)
+	chown = chown && !(cur.uid == uid && cur.gid == gid)
+	if chown || hasEntryXattrs(hdr) {
+		f, err := a.t.openDir(p)
 		if err != nil {
 			return err
 		}
-		err = a.xattrs(name, hdr, f, "")
-		f.Close()
+		if chown {
+			err = f.chown(uid, gid)
+		}
+		if err == nil {
+			err = a.xattrs(name, hdr, f, "")
+		}
+		if cerr := f.close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return err
 		}
@@ -615,12 +597,12 @@ func (a *applier) dirEntryMeta(r *os.Root, base, p string, hdr *tar.Header, name
 // symlink creates a symlink; its target is kept as written, and may dangle
 // or be absolute.
 func (a *applier) symlink(hdr *tar.Header, name string) error {
-	h, base, p, err := a.place(name)
+	dir, base, p, err := a.place(name)
 	if err != nil {
 		return err
 	}
-	if _, err := retryCleared(a, h, base, p, func() (struct{}, error) {
-		return struct{}{}, h.r.Symlink(hdr.Linkname, base)
+	if _, err := retryCleared(a, dir, base, p, func() (struct{}, error) {
+		return struct{}{}, a.t.symlink(hdr.Linkname, dir, base)
 	}); err != nil {
 		return err
 	}
@@ -628,19 +610,15 @@ func (a *applier) symlink(hdr *tar.Header, name string) error {
 	if uid, gid, ok, err := a.owner(hdr); err != nil {
 		return err
 	} else if ok {
-		if err := h.r.Lchown(base, uid, gid); err != nil {
+		if err := a.t.lchown(dir, base, uid, gid); err != nil {
 			return err
 		}
 	}
 	if err := a.xattrs(name, hdr, nil, "symlinks"); err != nil {
 		return err
 	}
-	dir, err := h.dir()
-	if err != nil {
-		return err
-	}
 	atime, mtime := entryTimes(hdr)
-	return lutimesIn(dir, base, atime, mtime)
+	return a.t.lutimes(dir, base, atime, mtime)
 }
 
 // hardlink links name to a file already in the root, from a lower layer or
@@ -662,17 +640,18 @@ func (a *applier) hardlink(hdr *tar.Header, name string) error {
 	if !ok {
 		return invalidEntryf("hardlink %q: target %q does not exist", hdr.Name, hdr.Linkname)
 	}
-	tp := path.Join(tdir, path.Base(target))
-	fi, err := a.root.Lstat(tp)
+	tbase := path.Base(target)
+	tp := path.Join(tdir, tbase)
+	fi, err := a.t.lstat(tdir, tbase)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case isNotExist(err):
 		return invalidEntryf("hardlink %q: target %q does not exist", hdr.Name, hdr.Linkname)
 	case err != nil:
 		return fmt.Errorf("hardlink %q to %q: %w", hdr.Name, hdr.Linkname, err)
-	case fi.IsDir():
+	case fi.isDir():
 		return invalidEntryf("hardlink %q: target %q is a directory", hdr.Name, hdr.Linkname)
 	}
-	h, base, p, err := a.place(name)
+	dir, base, p, err := a.place(name)
 	if err != nil {
 		return fmt.Errorf("hardlink %q: %w", hdr.Name, err)
 	}
@@ -680,10 +659,10 @@ func (a *applier) hardlink(hdr *tar.Header, name string) error {
 	if p == tp {
 		return nil // a link to itself: already there
 	}
-	if err := a.clearPath(h, base, p); err != nil {
+	if err := a.clearPath(dir, base, p); err != nil {
 		return fmt.Errorf("hardlink %q: %w", hdr.Name, err)
 	}
-	if err := a.root.Link(tp, p); err != nil {
+	if err := a.t.link(tdir, tbase, dir, base); err != nil {
 		return fmt.Errorf("hardlink %q to %q: %w", hdr.Name, hdr.Linkname, err)
 	}
 	return nil
@@ -697,18 +676,14 @@ func (a *applier) special(hdr *tar.Header, name string) error {
 		a.skip(name, kind+": unprivileged")
 		return nil
 	}
-	h, base, p, err := a.place(name)
+	dir, base, p, err := a.place(name)
 	if err != nil {
 		return err
 	}
-	if err := a.clearPath(h, base, p); err != nil {
+	if err := a.clearPath(dir, base, p); err != nil {
 		return err
 	}
-	dir, err := h.dir()
-	if err != nil {
-		return err
-	}
-	err = mknodIn(dir, base, hdr.Typeflag, hdr.Devmajor, hdr.Devminor)
+	err = a.t.mknod(dir, base, hdr.Typeflag, 0o600, hdr.Devmajor, hdr.Devminor)
 	switch {
 	case errors.Is(err, errNotOnPlatform):
 		a.skip(name, kind+": "+errNotOnPlatform.Error())
@@ -724,18 +699,18 @@ func (a *applier) special(hdr *tar.Header, name string) error {
 	if uid, gid, ok, err := a.owner(hdr); err != nil {
 		return err
 	} else if ok {
-		if err := h.r.Lchown(base, uid, gid); err != nil {
+		if err := a.t.lchown(dir, base, uid, gid); err != nil {
 			return err
 		}
 	}
-	if err := h.r.Chmod(base, entryMode(hdr)); err != nil {
+	if err := a.t.chmod(dir, base, entryMode(hdr)); err != nil {
 		return err
 	}
 	if err := a.xattrs(name, hdr, nil, kind+"s"); err != nil {
 		return err
 	}
 	atime, mtime := entryTimes(hdr)
-	return h.r.Chtimes(base, atime, mtime)
+	return a.t.lutimes(dir, base, atime, mtime)
 }
 
 // owner returns the owner an entry gets, and false when ownership is not
@@ -767,7 +742,7 @@ func hasEntryXattrs(hdr *tar.Header) bool {
 // (trusted.*, security.selinux, ...) are left out and reported, as are all
 // of them when f is nil (symlinks and special files, named by kind) or the
 // filesystem does not support them.
-func (a *applier) xattrs(name string, hdr *tar.Header, f *os.File, kind string) error {
+func (a *applier) xattrs(name string, hdr *tar.Header, f fileHandle, kind string) error {
 	var keys []string
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, paxXattr) {
@@ -791,7 +766,7 @@ func (a *applier) xattrs(name string, hdr *tar.Header, f *os.File, kind string) 
 			a.skip(name, "xattr "+k+": not applied to "+kind)
 			continue
 		}
-		err := fsetxattr(f, k, []byte(hdr.PAXRecords[paxXattr+k]))
+		err := f.setxattr(k, []byte(hdr.PAXRecords[paxXattr+k]))
 		switch {
 		case err == nil:
 		case errors.Is(err, errNotOnPlatform), isXattrUnsupported(err):
@@ -816,28 +791,35 @@ func (a *applier) finish() error {
 	slices.Reverse(paths) // "a/b" sorts after "a": children first
 	for _, p := range paths {
 		m := a.deferred[p]
-		fi, err := a.root.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // replaced later in the layer
+		if p != "." {
+			fi, err := a.t.lstat(path.Dir(p), path.Base(p))
+			if isNotExist(err) {
+				continue // replaced later in the layer
+			}
+			if err != nil {
+				return fmt.Errorf("directory %q: %w", p, err)
+			}
+			if !fi.isDir() {
+				continue
+			}
 		}
+		f, err := a.t.openDir(p)
 		if err != nil {
 			return fmt.Errorf("directory %q: %w", p, err)
 		}
-		if !fi.IsDir() {
-			continue
+		err = f.chmod(m.mode)
+		if err == nil {
+			err = f.utimes(m.atime, m.mtime)
 		}
-		if err := a.root.Chmod(p, m.mode); err != nil {
-			return fmt.Errorf("directory %q: %w", p, err)
+		if cerr := f.close(); err == nil {
+			err = cerr
 		}
-		if err := a.root.Chtimes(p, m.atime, m.mtime); err != nil {
+		if err != nil {
 			return fmt.Errorf("directory %q: %w", p, err)
 		}
 	}
 	return nil
 }
-
-// close releases the open directories.
-func (a *applier) close() { a.closeHandles() }
 
 // fileMode returns the permission and setuid, setgid and sticky bits of an
 // entry.

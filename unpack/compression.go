@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/gzip"
@@ -92,46 +94,79 @@ func unsupportedCompression(head []byte) string {
 	return ""
 }
 
+// Chunks of uncompressed stream in flight between the goroutines that
+// decompress, hash and apply it.
+const (
+	streamChunkSize = 256 << 10
+	streamChunks    = 6
+)
+
 // layerStream is the uncompressed layer: it decompresses the source,
 // hashes and counts what it hands out, and enforces the size and ratio
-// limits.
+// limits. Decompressing (with the counting and checks) and hashing run in
+// two goroutines of their own, a few chunks ahead of the reader, so that
+// they take other cores while the applier writes files: Go's gzip decoder
+// is slower than SHA-256, an external one faster.
 type layerStream struct {
-	src      compressedCounter
+	// Owned by the producing goroutine once it starts.
+	src      *compressedCounter
 	dec      io.Reader
-	closeDec func()
-	digester digest.Digester
-	n        int64 // uncompressed bytes handed out
-	maxSize  int64 // 0: no limit
-	maxRatio int64 // 0: no limit; always 0 for uncompressed streams
-	err      error // the first error Read returned, other than io.EOF
+	closeDec func() // releases the decoder; runs once the producer has stopped
+	n        int64  // uncompressed bytes produced
+	maxSize  int64  // 0: no limit
+	maxRatio int64  // 0: no limit; always 0 for uncompressed streams
+
+	raw    chan streamChunk // produced, in order
+	chunks chan streamChunk // produced and hashed, in order
+	free   chan []byte      // buffers to fill
+	stop   chan struct{}    // closed by Close
+	done   sync.WaitGroup   // the producer and the hasher
+
+	digester digest.Digester // owned by the hasher, then by the reader at the end
+
+	// Owned by the reader.
+	cur  []byte // what is left of the chunk being read
+	held []byte // the buffer of that chunk, returned to free once read
+	err  error  // the first error Read returned, io.EOF included
+}
+
+// streamChunk is a piece of the uncompressed stream, or the error that
+// ends it (io.EOF at the end).
+type streamChunk struct {
+	b   []byte
+	err error
 }
 
 // compressedCounter counts the compressed bytes read and remembers the first
 // error of the caller's reader, so that it is not mistaken for a format
-// error.
+// error. The count may be read while another goroutine reads; err only once
+// that goroutine is done.
 type compressedCounter struct {
 	r   io.Reader
-	n   int64
+	n   atomic.Int64
 	err error
 }
 
 func (c *compressedCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	if err != nil && err != io.EOF && c.err == nil {
 		c.err = err
 	}
 	return n, err
 }
 
-func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64) (*layerStream, error) {
+// newLayerStream detects the compression of r, reading its first bytes in
+// the calling goroutine, and starts decompressing it in another. gzipCmd,
+// when not empty, is the external command that decompresses gzip.
+func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, gzipCmd string) (*layerStream, error) {
 	s := &layerStream{
-		src:      compressedCounter{r: r},
+		src:      &compressedCounter{r: r},
 		digester: alg.Digester(),
 		maxSize:  maxSize,
 		closeDec: func() {},
 	}
-	br := bufio.NewReaderSize(&s.src, 64<<10)
+	br := bufio.NewReaderSize(s.src, 64<<10)
 	head, err := br.Peek(DetectHeaderSize)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read layer: %w", err)
@@ -141,14 +176,21 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64) 
 	}
 	switch DetectCompression(head) {
 	case Gzip:
+		if gzipCmd != "" {
+			cr, err := startDecompressCmd(gzipCmd, br, s.src)
+			if err != nil {
+				return nil, fmt.Errorf("read layer: gzip: %w", err)
+			}
+			s.dec, s.closeDec, s.maxRatio = cr, cr.close, maxRatio
+			break
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("read layer: gzip: %w", s.classify(err))
 		}
 		s.dec, s.closeDec, s.maxRatio = zr, func() { zr.Close() }, maxRatio
 	case Zstd:
-		// One decoder, no goroutines: the source is read only by the
-		// caller's goroutine, and decoding is not what bounds Apply.
+		// Decoded synchronously, in the stream's producing goroutine.
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, fmt.Errorf("read layer: zstd: %w", s.classify(err))
@@ -157,28 +199,119 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64) 
 	default:
 		s.dec = br
 	}
+	s.raw = make(chan streamChunk, streamChunks)
+	s.chunks = make(chan streamChunk, streamChunks)
+	s.free = make(chan []byte, streamChunks)
+	s.stop = make(chan struct{})
+	for range streamChunks {
+		s.free <- make([]byte, streamChunkSize)
+	}
+	s.done.Add(2)
+	go s.produce()
+	go s.hash()
 	return s, nil
 }
 
-// Read hands out uncompressed bytes, hashing and counting them.
-func (s *layerStream) Read(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.dec.Read(p)
-	if n > 0 {
-		s.digester.Hash().Write(p[:n])
-		s.n += int64(n)
-		if lerr := s.checkLimits(); lerr != nil {
-			s.err = lerr
-			return 0, lerr
+// hash hashes the chunks in order and passes them on to the reader.
+func (s *layerStream) hash() {
+	defer s.done.Done()
+	for {
+		var c streamChunk
+		select {
+		case c = <-s.raw:
+		case <-s.stop:
+			return
+		}
+		s.digester.Hash().Write(c.b)
+		select {
+		case s.chunks <- c:
+		case <-s.stop:
+			return
+		}
+		if c.err != nil {
+			return
 		}
 	}
-	if err != nil && err != io.EOF {
-		s.err = s.classify(err)
-		return n, s.err
+}
+
+// produce decompresses, counts and checks the stream chunk by chunk, until
+// its end, an error, or Close.
+func (s *layerStream) produce() {
+	defer s.done.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		var buf []byte
+		select {
+		case buf = <-s.free:
+		case <-s.stop:
+			return
+		}
+		n, err := s.fill(buf)
+		if n > 0 {
+			s.n += int64(n)
+			if lerr := s.checkLimits(); lerr != nil {
+				// Hand out what the limit allows, then the error, as a
+				// reader without read-ahead would.
+				before := s.n - int64(n)
+				n, err = int(min(max(lerr.Limit-before, 0), int64(n))), lerr
+			}
+		}
+		select {
+		case s.raw <- streamChunk{b: buf[:n], err: err}:
+		case <-s.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
-	return n, err
+}
+
+// fill reads the decoder until buf is full or the stream ends; decoders
+// hand out small pieces, and fewer, larger chunks cost less to pass on.
+func (s *layerStream) fill(buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) {
+		m, err := s.dec.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return n, io.EOF
+		case err != nil:
+			var limit *content.LimitError
+			if errors.As(err, &limit) {
+				return n, err
+			}
+			return n, s.classify(err)
+		case m == 0:
+			if empty++; empty > 100 {
+				return n, s.classify(io.ErrNoProgress)
+			}
+		}
+	}
+	return n, nil
+}
+
+// Read hands out uncompressed bytes, hashed and counted.
+func (s *layerStream) Read(p []byte) (int, error) {
+	for len(s.cur) == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
+		if s.held != nil {
+			s.free <- s.held
+			s.held = nil
+		}
+		c := <-s.chunks
+		s.cur, s.held, s.err = c.b, c.b[:cap(c.b)], c.err
+	}
+	n := copy(p, s.cur)
+	s.cur = s.cur[n:]
+	return n, nil
 }
 
 // classify marks an error that did not come from the caller's reader as
@@ -190,14 +323,14 @@ func (s *layerStream) classify(err error) error {
 	return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 }
 
-func (s *layerStream) checkLimits() error {
+func (s *layerStream) checkLimits() *content.LimitError {
 	if s.maxSize > 0 && s.n > s.maxSize {
 		return &content.LimitError{What: "layer uncompressed size", Limit: s.maxSize, Got: s.n}
 	}
-	if s.maxRatio > 0 && s.src.n <= (math.MaxInt64-expansionAllowance)/s.maxRatio {
-		if allowed := s.maxRatio*s.src.n + expansionAllowance; s.n > allowed {
+	if in := s.src.n.Load(); s.maxRatio > 0 && in <= (math.MaxInt64-expansionAllowance)/s.maxRatio {
+		if allowed := s.maxRatio*in + expansionAllowance; s.n > allowed {
 			return &content.LimitError{
-				What:  fmt.Sprintf("layer expanded from %d compressed bytes (ratio limit %d)", s.src.n, s.maxRatio),
+				What:  fmt.Sprintf("layer expanded from %d compressed bytes (ratio limit %d)", in, s.maxRatio),
 				Limit: allowed,
 				Got:   s.n,
 			}
@@ -209,28 +342,37 @@ func (s *layerStream) checkLimits() error {
 // wrapErr wraps an error met while reading the tar stream: errors of the
 // stream itself are already classified; anything else is a malformed tar.
 func (s *layerStream) wrapErr(err error) error {
-	if s.err != nil && errors.Is(err, s.err) {
+	if s.err != nil && s.err != io.EOF && errors.Is(err, s.err) {
 		return fmt.Errorf("read layer: %w", err)
 	}
 	return fmt.Errorf("read layer: %w: %w", errdefs.ErrInvalidArgument, err)
 }
 
 // drain reads the stream to its end, so that the digest covers it all.
-func (s *layerStream) drain(buf []byte) error {
+func (s *layerStream) drain() error {
 	for {
-		_, err := s.Read(buf)
-		if err == io.EOF {
+		s.cur = nil
+		if _, err := s.Read(nil); err == io.EOF {
 			return nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return s.wrapErr(err)
 		}
 	}
 }
 
+// digest and size may be called once Read has returned io.EOF: the
+// whole stream has then been counted and hashed.
 func (s *layerStream) digest() digest.Digest { return s.digester.Digest() }
 
 func (s *layerStream) size() int64 { return s.n }
 
-// Close releases the decompressor.
-func (s *layerStream) Close() { s.closeDec() }
+// Close stops the producer, waits for it, and releases the decompressor;
+// the caller's reader is not read once it returns.
+func (s *layerStream) Close() {
+	close(s.stop)
+	if cr, ok := s.dec.(*cmdReader); ok {
+		cr.kill() // unblocks a producer waiting for the command's output
+	}
+	s.done.Wait()
+	s.closeDec()
+}

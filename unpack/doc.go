@@ -21,7 +21,8 @@
 //     each image's top chainID.
 //   - [Unpack] does the same for an image already in a store, as an import
 //     leaves it.
-//   - [ToDir] flattens an image into a plain directory, with no snapshots.
+//   - [ToDir] flattens an image into a plain directory, with no snapshots;
+//     [NewDirUnpacker] makes an Unpacker that does so during the pull.
 //
 // Layers are streamed from the store; a layer that fails, its DiffID
 // included, is never committed.
@@ -88,7 +89,26 @@
 // most 2,000,000 entries ([WithMaxEntries]). Names and hardlink targets are
 // limited to 4096 bytes, symlink chains to 40 links, and zstd windows to
 // 128 MiB. Apply streams: memory does not grow with file sizes, only with
-// the number of entries it tracks for whiteouts.
+// the number of entries it tracks for whiteouts; it holds about 6 MiB of
+// buffers, and keeps open at most an eighth of the process's file
+// descriptor limit (from 64 to 4096) of directories.
+//
+// # Speed
+//
+// Apply spreads a layer over several goroutines: one decompresses and
+// hashes the stream a few chunks ahead of the one that reads the tar and
+// creates entries, and, on Linux, a few more write file content and set
+// each file's owner, mode and times through its descriptor, while paths
+// are only ever created, linked and removed in stream order. On Linux it
+// works on directory descriptors, kept open in a cache and opened with
+// openat2(2) and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, so that a new regular
+// file costs four system calls (openat, write, futimens, close): no lstat
+// before it, no chown or chmod when the system already gave the file its
+// owner and mode. Gzip layers are decompressed by igzip when it is on PATH
+// ([WithExternalDecompressor]), about twice as fast as Go's fastest
+// decoder. An [Unpacker] lets layers download bottom
+// first ([WithFetchWindow]), so that the bottom layer is applied while
+// those above it still download.
 //
 // # Errors
 //

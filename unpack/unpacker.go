@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -26,10 +27,15 @@ type config struct {
 	platforms    platforms.MatchComparer
 	applyOpts    []ApplyOption
 	fetchSkipped bool
+	fetchWindow  int64 // < 0: no window
 }
 
+// defaultFetchWindow is the bytes of layers an Unpacker lets download at
+// once, beyond the first.
+const defaultFetchWindow = 64 << 20
+
 func newConfig(opts []Option) config {
-	var cfg config
+	cfg := config{fetchWindow: defaultFetchWindow}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -66,10 +72,30 @@ func WithFetchSkipped() Option {
 	return func(c *config) { c.fetchSkipped = true }
 }
 
+// WithFetchWindow sets how an [Unpacker] orders the downloads of the
+// layers it applies: it lets them download bottom first, starting the next
+// layer's while those started and not yet fetched hold fewer than n bytes,
+// and always at least one. The bottom layer is then whole, and applied,
+// while the layers above it still download, rather than when all of them
+// end together. Small layers still download several at once (as many as
+// the pull's concurrency allows); large ones one after the other, each at
+// the speed of the connections it gets. The default is 64 MiB; n < 0 lets
+// every layer download at once, in no set order. [Unpack] and [ToDir], which
+// read layers already in the store, have no use for it.
+func WithFetchWindow(n int64) Option {
+	return func(c *config) {
+		if n == 0 {
+			n = defaultFetchWindow
+		}
+		c.fetchWindow = n
+	}
+}
+
 // Unpacker unpacks images into a [Snapshotter] while they download: it
 // wraps the handler of a pull, and applies each layer, in order, as soon as
 // its blob is committed to the content store and the layers below it are
-// applied, while later layers still download.
+// applied, while later layers still download. [NewDirUnpacker] makes one
+// that flattens an image into a plain directory instead.
 //
 // Wrap the pull's handler chain, outermost, and run it with handlers.Dispatch
 // (or handlers.Walk). The wrapper then works as containerd's unpacker does:
@@ -81,21 +107,25 @@ func WithFetchSkipped() Option {
 //     other platforms does, is not unpacked.)
 //   - For that manifest's config, once the wrapped handler has fetched it,
 //     it reads the config, computes the layers' chainIDs, and returns as the
-//     config's children the layers whose snapshots are missing: the layers
+//     config's children the layers whose snapshots are missing, bottom
+//     first, as many as [WithFetchWindow] lets download at once; the layers
 //     below the highest committed chainID are never fetched (unless
 //     [WithFetchSkipped]), which is how a pull learns which blobs it can skip.
 //   - For each of those layers, once the wrapped handler has fetched it, it
-//     applies it, if the layers below are applied, onto a snapshot prepared
-//     on the layer below, verifies its DiffID against the config's
+//     returns as the layer's children the layers the window now lets
+//     download and, when the layers below are applied, a descriptor of its
+//     own (media type "application/vnd.pullkit.unpack.apply"), which only
+//     the wrapper sees: handling it applies the layer onto a snapshot
+//     prepared on the layer below, verifies its DiffID against the config's
 //     rootfs.diff_ids, and commits the snapshot under the layer's chainID;
 //     then it applies any later layers already fetched. A layer fetched early
 //     waits, committed in the store, for the one that applies the layer
 //     below it to apply it too.
 //
-// So every apply happens inside a handler call: when Dispatch returns,
-// every image whose layers it fetched is unpacked, and an apply error is
-// Dispatch's error. Layers stream from the store's ReaderAt; memory does
-// not grow with layer sizes.
+// So every apply happens inside a handler call, beside the downloads that
+// go on: when Dispatch returns, every image whose layers it fetched is
+// unpacked, and an apply error is Dispatch's error. Layers stream from the
+// store's ReaderAt; memory does not grow with layer sizes.
 //
 // A layer that fails, its DiffID mismatching included, leaves no snapshot:
 // its active snapshot is removed and nothing is committed under its
@@ -109,6 +139,7 @@ func WithFetchSkipped() Option {
 // requires.
 type Unpacker struct {
 	sn  Snapshotter
+	dir string // NewDirUnpacker's directory; "" with a snapshotter
 	p   content.Provider
 	cfg config
 
@@ -127,7 +158,8 @@ type Result struct {
 	Config ocispec.Descriptor
 	// ChainID is the name of the committed snapshot that holds the whole
 	// image: the parent to Prepare a container's root on. It is "" for an
-	// image with no layers.
+	// image with no layers. For [NewDirUnpacker], it is computed from the
+	// DiffIDs, with no snapshot behind it.
 	ChainID digest.Digest
 	// Layers describes the layers, bottom first.
 	Layers []LayerResult
@@ -141,7 +173,7 @@ type LayerResult struct {
 	// verified when the layer was applied.
 	DiffID digest.Digest
 	// ChainID is the name of the committed snapshot that holds this layer
-	// and those below it.
+	// and those below it (for [NewDirUnpacker], computed only).
 	ChainID digest.Digest
 	// Applied is true when this unpack applied the layer, and false when
 	// its snapshot was committed already, or by a concurrent unpack.
@@ -163,10 +195,17 @@ type unpackJob struct {
 	fetched  []bool
 	applied  []bool
 	next     int  // the next layer to apply
+	released int  // layers below this one were returned to be fetched
 	applying bool // a handler call is applying this image's layers
 	done     bool
 	err      error
 }
+
+// applyMediaType marks the descriptors an Unpacker returns as children for
+// itself: handling one applies the fetched layers of the image whose
+// manifest digest it carries. Only the Unpacker's own wrapper sees them,
+// since it is the outermost.
+const applyMediaType = "application/vnd.pullkit.unpack.apply"
 
 // NewUnpacker returns an Unpacker that unpacks into sn the layers it reads
 // from p, the store the pull writes to. Neither may be nil.
@@ -181,12 +220,44 @@ func NewUnpacker(sn Snapshotter, p content.Provider, opts ...Option) *Unpacker {
 	}
 }
 
+// NewDirUnpacker returns an Unpacker that flattens the image a pull fetches
+// into the plain directory dir, as [ToDir] does, but while it downloads:
+// each layer is applied straight into dir as soon as its blob is committed
+// to p and the layers below it are applied, in order, its DiffID verified
+// against the image config. It works as the snapshot Unpacker does
+// otherwise (Wrap it outermost; every apply happens inside a handler call),
+// with these differences:
+//
+//   - It unpacks one image: the first image manifest the wrapped handler
+//     returns with its layers (and that [WithPlatforms] does not exclude).
+//     Later image manifests pass through, their layers fetched but not
+//     applied.
+//   - No snapshot is looked up or made: every layer is fetched and applied,
+//     and [WithFetchSkipped] does nothing. [Result].ChainID and
+//     [LayerResult].ChainID are computed from the DiffIDs, with no
+//     snapshot behind them, and every layer is Applied.
+//   - dir is created, with mode 0755, when the image's config is handled;
+//     what it holds already is treated as a layer below the image's.
+//
+// Nothing is written outside dir: a layer that would reach out of it fails
+// with an [*UnsafeEntryError]. There is no roll back: after an error, dir
+// holds part of the image and should be discarded. Neither dir nor p may be
+// empty or nil.
+func NewDirUnpacker(dir string, p content.Provider, opts ...Option) *Unpacker {
+	u := NewUnpacker(nil, p, opts...)
+	u.dir = dir
+	return u
+}
+
 // Wrap returns h wrapped to unpack the images it fetches, as the
 // [Unpacker] documentation describes. It must be the outermost wrapper of
 // the pull's chain, so that handlers such as handlers.SetChildrenLabels see
 // a manifest's layers among its children.
 func (u *Unpacker) Wrap(h handlers.Handler) handlers.Handler {
 	return handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if desc.MediaType == applyMediaType {
+			return nil, u.applyHandled(ctx, desc)
+		}
 		children, err := h.Handle(ctx, desc)
 		if err != nil {
 			return children, err
@@ -198,10 +269,7 @@ func (u *Unpacker) Wrap(h handlers.Handler) handlers.Handler {
 		if err != nil {
 			return nil, err
 		}
-		if err := u.layerHandled(ctx, desc); err != nil {
-			return nil, err
-		}
-		return append(children, more...), nil
+		return append(append(children, more...), u.layerHandled(desc)...), nil
 	})
 }
 
@@ -278,6 +346,11 @@ func (u *Unpacker) manifestHandled(ctx context.Context, desc ocispec.Descriptor,
 	}
 
 	u.mu.Lock()
+	if _, ok := u.byDigest[desc.Digest]; !ok && u.dir != "" && len(u.jobs) > 0 {
+		// A directory holds one image: this one passes through.
+		u.mu.Unlock()
+		return children, nil
+	}
 	if _, ok := u.byDigest[desc.Digest]; !ok {
 		j := &unpackJob{manifest: desc, config: m.Config, layers: m.Layers}
 		u.jobs = append(u.jobs, j)
@@ -344,35 +417,75 @@ func (u *Unpacker) start(ctx context.Context, j *unpackJob) ([]ocispec.Descripto
 		return nil, err
 	}
 	chainIDs := ChainIDs(diffIDs)
-	have, err := committedPrefix(ctx, u.sn, chainIDs)
-	if err != nil {
+	var have int
+	if u.dir != "" {
+		if err := os.MkdirAll(u.dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else if have, err = committedPrefix(ctx, u.sn, chainIDs); err != nil {
 		return nil, err
 	}
 
 	n := len(j.layers)
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	j.diffIDs, j.chainIDs = diffIDs, chainIDs
 	j.fetched, j.applied = make([]bool, n), make([]bool, n)
-	j.next = have
+	j.next, j.released = have, have
 	j.done = have == n
 	for _, l := range j.layers[have:] {
 		if !slices.Contains(u.byLayer[l.Digest], j) {
 			u.byLayer[l.Digest] = append(u.byLayer[l.Digest], j)
 		}
 	}
-	u.mu.Unlock()
-
-	if u.cfg.fetchSkipped {
-		return j.layers, nil
+	var fetch []ocispec.Descriptor
+	if u.cfg.fetchSkipped && u.dir == "" {
+		fetch = slices.Clone(j.layers[:have])
 	}
-	return j.layers[have:], nil
+	return append(fetch, u.release(j)...), nil
 }
 
-// layerHandled records that the blob desc is in the store, and applies
-// the layers that are now ready, in order, for every image that needs it.
-func (u *Unpacker) layerHandled(ctx context.Context, desc ocispec.Descriptor) error {
+// release returns the layers of j to fetch next, bottom first, within the
+// fetch window. The caller holds u.mu.
+func (u *Unpacker) release(j *unpackJob) []ocispec.Descriptor {
+	var (
+		out      []ocispec.Descriptor
+		inflight int64
+		pending  int
+	)
+	for i := j.next; i < j.released; i++ {
+		if !j.fetched[i] {
+			inflight += max(j.layers[i].Size, 0)
+			pending++
+		}
+	}
+	for j.released < len(j.layers) {
+		if pending > 0 && u.cfg.fetchWindow >= 0 && inflight >= u.cfg.fetchWindow {
+			break
+		}
+		i := j.released
+		j.released++
+		l := j.layers[i]
+		if j.fetched[i] || slices.ContainsFunc(j.layers[j.next:i], func(d ocispec.Descriptor) bool { return d.Digest == l.Digest }) {
+			continue // fetched already, or on its way for a lower layer
+		}
+		out = append(out, l)
+		inflight += max(l.Size, 0)
+		pending++
+	}
+	return out
+}
+
+// layerHandled records that the blob desc is in the store, and returns
+// what to handle next for every image that needs it: the layers the fetch
+// window now lets download, and, for an image whose next layer to apply is
+// now fetched, a descriptor whose handling applies it (see applyHandled).
+// The apply runs in a handler call of its own so that this one returns, and
+// the downloads it releases start, at once.
+func (u *Unpacker) layerHandled(desc ocispec.Descriptor) []ocispec.Descriptor {
 	u.mu.Lock()
-	var drive []*unpackJob
+	defer u.mu.Unlock()
+	var next []ocispec.Descriptor
 	for _, j := range u.byLayer[desc.Digest] {
 		if j.done || j.err != nil {
 			continue
@@ -384,18 +497,27 @@ func (u *Unpacker) layerHandled(ctx context.Context, desc ocispec.Descriptor) er
 		}
 		if !j.applying && j.fetched[j.next] {
 			j.applying = true
-			drive = append(drive, j)
+			next = append(next, ocispec.Descriptor{MediaType: applyMediaType, Digest: j.manifest.Digest})
+		}
+		for _, l := range u.release(j) {
+			if !slices.ContainsFunc(next, func(d ocispec.Descriptor) bool { return d.Digest == l.Digest }) {
+				next = append(next, l)
+			}
 		}
 	}
-	u.mu.Unlock()
+	return next
+}
 
-	var first error
-	for _, j := range drive {
-		if err := u.drive(ctx, j); err != nil && first == nil {
-			first = err
-		}
+// applyHandled applies the fetched layers of the image whose manifest
+// digest desc carries, as layerHandled asked.
+func (u *Unpacker) applyHandled(ctx context.Context, desc ocispec.Descriptor) error {
+	u.mu.Lock()
+	j := u.byDigest[desc.Digest]
+	u.mu.Unlock()
+	if j == nil {
+		return fmt.Errorf("unpack: no image with manifest %s to apply: %w", desc.Digest, errdefs.ErrInvalidArgument)
 	}
-	return first
+	return u.drive(ctx, j)
 }
 
 // drive applies j's layers from j.next while they are fetched. The caller
@@ -405,7 +527,13 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 	i := j.next
 	u.mu.Unlock()
 	for {
-		applied, err := applyShared(ctx, u.sn, u.p, j.manifest, j.layers, j.diffIDs, j.chainIDs, i, u.cfg.applyOpts)
+		var applied bool
+		var err error
+		if u.dir != "" {
+			applied, err = true, u.applyToDir(ctx, j, i)
+		} else {
+			applied, err = applyShared(ctx, u.sn, u.p, j.manifest, j.layers, j.diffIDs, j.chainIDs, i, u.cfg.applyOpts)
+		}
 		u.mu.Lock()
 		if err != nil {
 			j.err = err
@@ -424,6 +552,15 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 		}
 		u.mu.Unlock()
 	}
+}
+
+// applyToDir applies layer i of j straight into the Unpacker's directory.
+func (u *Unpacker) applyToDir(ctx context.Context, j *unpackJob, i int) error {
+	opts := append(slices.Clip(u.cfg.applyOpts), WithDiffID(j.diffIDs[i]))
+	if err := applyBlob(ctx, u.p, j.layers[i], u.dir, opts); err != nil {
+		return fmt.Errorf("unpack %s to %s: layer %d (%s): %w", j.manifest.Digest, u.dir, i, j.layers[i].Digest, err)
+	}
+	return nil
 }
 
 // Unpack unpacks the image desc, whose blobs are all in p, into sn, and

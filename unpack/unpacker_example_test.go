@@ -75,3 +75,46 @@ func ExampleUnpacker() {
 	// unpacked while pulling
 	// same snapshot: true
 }
+
+func ExampleNewDirUnpacker() {
+	ctx := context.Background()
+	// remote stands for a registry; a pull copies blobs into local.
+	remote, local := memory.New(), memory.New()
+	manifest := writeExampleImage(ctx, remote, map[string]string{"etc/motd": "flattened while pulling\n"})
+	fetch := handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		ra, err := remote.ReaderAt(ctx, desc)
+		if err != nil {
+			return nil, err
+		}
+		defer ra.Close()
+		return nil, content.WriteBlob(ctx, local, desc.Digest.String(), content.NewReader(ra), desc)
+	})
+
+	tmp, err := os.MkdirTemp("", "rootfs")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	rootfs := filepath.Join(tmp, "rootfs")
+
+	// Each layer is applied into rootfs as soon as it is in local, while
+	// the layers above it download. With pullkit.Pull, pass
+	// pullkit.WithHandlerWrapper(u.Wrap).
+	u := unpack.NewDirUnpacker(rootfs, local)
+	if err := handlers.Dispatch(ctx, u.Wrap(handlers.Sequence(fetch, handlers.Children(local))), 4, manifest); err != nil {
+		log.Fatal(err)
+	}
+	results, err := u.Results()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("layers applied:", len(results[0].Layers))
+	motd, err := os.ReadFile(filepath.Join(rootfs, "etc", "motd"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(motd))
+	// Output:
+	// layers applied: 1
+	// flattened while pulling
+}
