@@ -182,7 +182,10 @@ type helper struct {
 // startHelper starts the test binary as a helper with role and env.
 func startHelper(t *testing.T, role string, env ...string) *helper {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	// The timeout only turns a hung helper into a failure. It is generous:
+	// a helper may rewrite index.json hundreds of times, fsyncing each, and
+	// fsync is slow on a loaded machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + role}, env...)...)
