@@ -181,7 +181,13 @@ var applyBuffers = sync.Pool{New: func() any {
 // Several Apply calls may run at once on different roots; two on the same
 // root at once leave it undefined.
 func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (ApplyResult, error) {
-	cfg := newApplyConfig(opts)
+	cfg := applyConfig{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.maxSize = applyLimit(cfg.maxSize, defaultMaxLayerSize)
+	cfg.maxRatio = applyLimit(cfg.maxRatio, defaultMaxExpansion)
+	cfg.maxEntries = applyLimit(cfg.maxEntries, defaultMaxTarEntries)
 
 	alg := digest.SHA256
 	if cfg.diffID != "" {
@@ -245,18 +251,6 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		}
 	}
 	return res, nil
-}
-
-// newApplyConfig applies opts to the defaults.
-func newApplyConfig(opts []ApplyOption) applyConfig {
-	cfg := applyConfig{}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	cfg.maxSize = applyLimit(cfg.maxSize, defaultMaxLayerSize)
-	cfg.maxRatio = applyLimit(cfg.maxRatio, defaultMaxExpansion)
-	cfg.maxEntries = applyLimit(cfg.maxEntries, defaultMaxTarEntries)
-	return cfg
 }
 
 // applyLimit maps an option value to a limit: 0 is the default and a

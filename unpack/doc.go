@@ -108,9 +108,7 @@
 // ([WithExternalDecompressor]), about twice as fast as Go's fastest
 // decoder. An [Unpacker] lets layers download bottom
 // first ([WithFetchWindow]), so that the bottom layer is applied while
-// those above it still download, and decompresses the next layer into an
-// unnamed temporary file while the one below it is applied
-// ([WithDecompressAhead]), so that two layers decode at once.
+// those above it still download.
 //
 // # Errors
 //
