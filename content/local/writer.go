@@ -583,6 +583,7 @@ func (w *writer) seal(now time.Time) error {
 		if err := w.f.Sync(); err != nil {
 			return err
 		}
+		dropCache(w.f)
 	}
 	if err := w.f.Chmod(0o444); err != nil {
 		return err

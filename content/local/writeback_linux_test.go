@@ -1,0 +1,102 @@
+package local
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/pullkit/pullkit/content"
+)
+
+// residentBytes returns how many bytes of the file at path are in the page
+// cache, from mincore(2) on a mapping of it.
+func residentBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() == 0 {
+		return 0
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (len(m)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	var n int64
+	for _, v := range vec {
+		if v&1 != 0 {
+			n += int64(page)
+		}
+	}
+	return n
+}
+
+// TestWriterDropsWrittenBackPages checks that a writer of a store that
+// syncs keeps at most two writeback windows of its file in the page cache
+// while it writes, and none of the committed blob, whose bytes are still
+// all there to read.
+func TestWriterDropsWrittenBackPages(t *testing.T) {
+	root := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(root, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("tmpfs keeps its pages: they are the file")
+	}
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 6*writebackWindow+5)
+	for i := range blob {
+		blob[i] = byte(i*13 + i>>10)
+	}
+	cw, err := s.Writer(t.Context(), content.WithRef("cached"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cw.(*writer)
+	if w.wbOff {
+		t.Skip("the file system refuses early writeback")
+	}
+	for off := 0; off < len(blob); off += 1 << 20 {
+		if _, err := w.Write(blob[off:min(off+1<<20, len(blob))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two windows, and the bytes written since the last one started.
+	if got, max := residentBytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
+		t.Errorf("while writing: %d bytes of the ingest in the page cache, want at most %d", got, max)
+	}
+	want := digest.FromBytes(blob)
+	if err := w.Commit(t.Context(), int64(len(blob)), want); err != nil {
+		t.Fatal(err)
+	}
+	// Some pages may be read back in meanwhile by readahead of others; a
+	// few MiB at most.
+	if got := residentBytes(t, s.blobPath(want)); got > 1<<20 {
+		t.Errorf("after commit: %d bytes of the blob in the page cache, want none", got)
+	}
+	got, err := content.ReadBlob(t.Context(), s, ocispec.Descriptor{Digest: want, Size: int64(len(blob))}, int64(len(blob)))
+	if err != nil || digest.FromBytes(got) != want {
+		t.Fatalf("reading the blob back: %d bytes, %v; want the blob", len(got), err)
+	}
+}
