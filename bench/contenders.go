@@ -107,15 +107,29 @@ func pullkitPull(ctx context.Context, j job) (pullkit.Image, *pklocal.Store, err
 	return img, store, err
 }
 
-// pullkitUnpack pulls into the store, then flattens the image into a
-// directory with unpack.ToDir, which applies the layers in order and
-// verifies each diffID.
+// pullkitUnpack flattens the image into a directory while it downloads:
+// an unpack.NewDirUnpacker wraps the pull's handlers, so each layer is
+// applied, its diffID verified, as soon as it and the layers below it are
+// in the store, while later layers still download.
 func pullkitUnpack(ctx context.Context, j job) error {
-	img, store, err := pullkitPull(ctx, j)
+	store, err := pullkitStore(j)
 	if err != nil {
 		return err
 	}
-	return unpack.ToDir(ctx, store, img.Target, j.rootfs())
+	u := unpack.NewDirUnpacker(j.rootfs(), store)
+	if _, err := pullkit.Pull(ctx, j.Ref, store, store.Images(),
+		pullkit.WithHosts(resolve.Hosts(resolve.WithPlainHTTP(j.Host))),
+		pullkit.WithHandlerWrapper(u.Wrap)); err != nil {
+		return err
+	}
+	res, err := u.Results()
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 {
+		return fmt.Errorf("unpacked %d images, want 1", len(res))
+	}
+	return nil
 }
 
 func pullkitImport(ctx context.Context, j job) error {
