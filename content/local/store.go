@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -176,12 +177,54 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	return &blobReader{f: f, size: fi.Size()}, nil
 }
 
-// blobReader reads a committed blob from its file.
+// blobReader reads a committed blob from its file. A reader that reads it
+// from the start, front to back, drops what it has read from the page
+// cache behind it, as writers drop what they have written (see dropCache):
+// a blob is read once, by an unpack or a copy, and the pages freed are the
+// next ones the reads reuse. One that reads anywhere else leaves the cache
+// alone.
 type blobReader struct {
 	f    *os.File
 	size int64
+
+	mu      sync.Mutex
+	next    int64 // where a front-to-back reader reads next; -1 once it did not
+	dropped int64 // bytes before it are dropped from the cache
 }
 
-func (r *blobReader) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
-func (r *blobReader) Close() error                            { return r.f.Close() }
-func (r *blobReader) Size() int64                             { return r.size }
+func (r *blobReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.f.ReadAt(p, off)
+	if r.size >= 2*writebackWindow {
+		r.readBehind(off, n)
+	}
+	return n, err
+}
+
+// readBehind follows a front-to-back reader, and drops what lies more than
+// a writeback window behind it.
+func (r *blobReader) readBehind(off int64, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if off != r.next || r.next < 0 {
+		r.next = -1
+		return
+	}
+	r.next += int64(n)
+	if to := r.next - writebackWindow; to-r.dropped >= writebackWindow {
+		dropCacheRange(r.f, r.dropped, to)
+		r.dropped = to
+	}
+}
+
+// Close closes the file, dropping the rest of a blob read to its end
+// front to back.
+func (r *blobReader) Close() error {
+	r.mu.Lock()
+	if r.next == r.size && r.dropped > 0 {
+		dropCacheRange(r.f, r.dropped, r.size)
+	}
+	r.mu.Unlock()
+	return r.f.Close()
+}
+
+func (r *blobReader) Size() int64 { return r.size }

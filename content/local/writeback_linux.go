@@ -43,8 +43,16 @@ func writeback(f *os.File, prev, from, to int64) bool {
 // each layer once), so its pages would only crowd the cache, and count
 // against the memory cgroup of the process that pulls; the pages freed are
 // the next ones the writes reuse. Errors are ignored: it is advice.
-func dropCache(f *os.File) {
+func dropCache(f *os.File) { dropCacheRange(f, 0, 0) }
+
+// dropCacheRange drops bytes [from, to) of f from the page cache, or from
+// from to the end when to is 0. Dirty pages stay.
+func dropCacheRange(f *os.File, from, to int64) {
+	n := int64(0)
+	if to > 0 {
+		n = to - from
+	}
 	if rc, err := f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
+		_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), from, n, unix.FADV_DONTNEED) })
 	}
 }

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,5 +99,75 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 	got, err := content.ReadBlob(t.Context(), s, ocispec.Descriptor{Digest: want, Size: int64(len(blob))}, int64(len(blob)))
 	if err != nil || digest.FromBytes(got) != want {
 		t.Fatalf("reading the blob back: %d bytes, %v; want the blob", len(got), err)
+	}
+}
+
+// TestReaderDropsWhatItRead checks that reading a blob front to back drops
+// what lies behind the reader from the page cache, and the rest at Close,
+// while a reader that reads elsewhere leaves the cache alone.
+func TestReaderDropsWhatItRead(t *testing.T) {
+	root := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(root, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("tmpfs keeps its pages: they are the file")
+	}
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 5*writebackWindow+3)
+	for i := range blob {
+		blob[i] = byte(i*31 + i>>9)
+	}
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	if err := content.WriteBlob(t.Context(), s, "read", bytes.NewReader(blob), desc); err != nil {
+		t.Fatal(err)
+	}
+	path := s.blobPath(desc.Digest)
+
+	// Front to back, in 1 MiB reads, as an unpack reads a layer.
+	ra, err := s.ReaderAt(t.Context(), desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	var off int64
+	for off < desc.Size {
+		n, err := ra.ReadAt(buf, off)
+		if n == 0 && err != nil {
+			t.Fatal(err)
+		}
+		off += int64(n)
+		if off == 4*writebackWindow {
+			if got, max := residentBytes(t, path), int64(2*writebackWindow); got > max {
+				t.Errorf("at %d: %d bytes in the page cache, want at most %d behind the reader", off, got, max)
+			}
+		}
+	}
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := residentBytes(t, path); got > 1<<20 {
+		t.Errorf("after a front-to-back read: %d bytes in the page cache, want none", got)
+	}
+
+	// Back to front: nothing is dropped.
+	ra, err = s.ReaderAt(t.Context(), desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := desc.Size - int64(len(buf)); off > 0; off -= int64(len(buf)) {
+		if _, err := ra.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, min := residentBytes(t, path), int64(4*writebackWindow); got < min {
+		t.Errorf("after a back-to-front read: %d bytes in the page cache, want at least %d", got, min)
 	}
 }
