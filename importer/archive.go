@@ -179,7 +179,9 @@ func blobDigest(p string) (digest.Digest, bool) {
 // go into the store as they pass, verified and hashed in the same pass;
 // small JSON files stay in memory.
 func (im *importer) scan(ctx context.Context, r io.Reader) (*archive, error) {
-	src := &sourceReader{ctx: ctx, r: r}
+	ra := newReadAhead(r)
+	defer ra.stop()
+	src := &sourceReader{ctx: ctx, r: ra}
 	br := bufio.NewReaderSize(src, 64<<10)
 	head, err := br.Peek(detectSize)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {

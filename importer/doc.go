@@ -26,6 +26,12 @@
 // importing a 2 GiB docker save archive into a content/local store peaks
 // well under 64 MiB of resident memory.
 //
+// Import reads r on a goroutine of its own, in chunks of 1 MiB, up to
+// 4 MiB ahead of what it has hashed and written, so that reading a pipe or
+// a socket runs on another core than the hashing. So it may read a few MiB
+// of r past the end of the archive, and, when it fails, returns without
+// waiting for a read under way: the goroutine ends once that read does.
+//
 // Because blobs are written before the archive says what they are for, a
 // file the archive's manifests do not reference is still committed (a
 // verified blob that nothing names, which a garbage collector may remove),
