@@ -37,10 +37,15 @@
 //
 // # Writing and crashes
 //
-// A writer hashes bytes as they come and gathers small writes in a 128 KiB
-// buffer; large writes go to the file directly, so memory stays flat
-// whatever the blob's size. [content.Writer.Status] writes the buffer out
-// first, so its Offset survives the death of the process. In a store that
+// A writer hashes bytes as they come and gathers them in 1 MiB buffers,
+// which a goroutine of the writer's own writes to the file, in order,
+// while the caller hashes the next: hashing takes one core, and the
+// kernel's copying and writeback another. At most three buffers are in
+// use, so memory stays flat whatever the blob's size; a blob under 1 MiB
+// is written once, at Commit, with no goroutine. A write error is
+// returned by a later Write, or by Status, Close or Commit.
+// [content.Writer.Status] waits until every byte accepted is in the file,
+// so its Offset survives the death of the process. In a store that
 // syncs, a writer on Linux starts the writeback of each 8 MiB it writes
 // (sync_file_range) and waits for the 8 MiB before, so the disk works while
 // the download runs and the fsync at commit has little left to write; the

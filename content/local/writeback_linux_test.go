@@ -83,6 +83,9 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := w.Status(); err != nil {
+		t.Fatal(err)
+	}
 	// Two windows, and the bytes written since the last one started.
 	if got, max := residentBytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
 		t.Errorf("while writing: %d bytes of the ingest in the page cache, want at most %d", got, max)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/content"
@@ -43,6 +44,10 @@ func TestWriterStartsWriteback(t *testing.T) {
 		if _, err := w.Write(blob[len(blob)-7:]); err != nil {
 			t.Fatal(err)
 		}
+		// Status waits for the writer's goroutine to write it all.
+		if st, err := w.Status(); err != nil || st.Offset != int64(len(blob)) {
+			t.Fatalf("Status() = %+v, %v; want %d bytes", st, err, len(blob))
+		}
 		if sync && runtime.GOOS == "linux" && !w.wbOff {
 			if w.wbFrom < 2*writebackWindow || w.wbPrev < writebackWindow {
 				t.Errorf("sync=%v: writeback started up to %d (window before from %d), want at least %d (%d)",
@@ -76,3 +81,56 @@ func TestWriterStartsWriteback(t *testing.T) {
 
 // writerOnly hides the writer's other methods from io.Copy.
 type writerOnly struct{ io.Writer }
+
+// TestWriterReportsBackgroundWriteErrors checks that an error of the
+// writer's goroutine reaches the caller: a later Write, Status and Commit
+// fail, nothing is committed, and Truncate recovers the writer.
+func TestWriterReportsBackgroundWriteErrors(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw, err := s.Writer(t.Context(), content.WithRef("broken"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cw.(*writer)
+	// A descriptor the file cannot be written through.
+	ro, err := os.Open(w.f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := w.f
+	w.f = ro
+	blob := bytes.Repeat([]byte("layer bytes "), 1<<18) // 3 MiB
+	var werr error
+	for off := 0; off < len(blob) && werr == nil; off += 64 << 10 {
+		_, werr = w.Write(blob[off:min(off+64<<10, len(blob))])
+	}
+	if _, err := w.Status(); err == nil {
+		t.Fatal("Status() after a failed background write: no error")
+	}
+	if err := w.Commit(t.Context(), int64(len(blob)), digest.FromBytes(blob)); err == nil {
+		t.Fatal("Commit() after a failed background write: no error")
+	}
+	if _, err := s.Info(t.Context(), digest.FromBytes(blob)); !errdefs.IsNotFound(err) {
+		t.Fatalf("Info() after the failed commit = %v, want not found", err)
+	}
+	good.Close()
+
+	// A new writer for the ref resumes what the file holds, and commits.
+	cw, err = s.Writer(t.Context(), content.WithRef("broken"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cw.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cw.Write(blob[st.Offset:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Commit(t.Context(), int64(len(blob)), digest.FromBytes(blob)); err != nil {
+		t.Fatalf("Commit() of the resumed ingest: %v", err)
+	}
+}

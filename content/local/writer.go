@@ -31,9 +31,16 @@ const (
 )
 
 // writeBufferSize is how many bytes a writer gathers before it writes to
-// its file. Writes at least this large go to the file directly, so that
-// large copies are not copied twice.
-const writeBufferSize = 128 << 10
+// its file. A full buffer is written by a goroutine of the writer's own,
+// while the caller hashes the next one: writing a blob then takes two
+// cores, hashing on one and the kernel's copying and writeback on the
+// other. A blob smaller than the buffer is written once, at Commit, with
+// no goroutine.
+const writeBufferSize = 1 << 20
+
+// writeQueue is how many full buffers a writer lets wait for its
+// goroutine, beside the one being written and the one being filled.
+const writeQueue = 1
 
 // writebackWindow is how many bytes a writer of a store that syncs writes
 // to its file before it starts their writeback to disk (see writeback), so
@@ -195,15 +202,19 @@ type writer struct {
 	lock *fileLock
 	live *progress // shared with the store's Status
 
-	f         *os.File // nil once released
-	buf       *[]byte  // pending bytes, nil until the first small write
-	alg       digest.Algorithm
-	digester  digest.Digester
-	offset    int64 // bytes accepted, buffered ones included
-	written   int64 // bytes in the file
-	wbFrom    int64 // bytes before it are being written back, or on disk
-	wbPrev    int64 // where the window written back before wbFrom starts
-	wbOff     bool  // the file system refused early writeback
+	f        *os.File // nil once released
+	buf      *[]byte  // bytes not yet handed to the file, nil until the first write
+	bg       *fileFeeder
+	alg      digest.Algorithm
+	digester digest.Digester
+	offset   int64 // bytes accepted, buffered ones included
+	// The file's side, which the feeder's goroutine owns while it runs and
+	// the writer's methods touch only once it is idle (see drain).
+	written int64 // bytes in the file
+	wbFrom  int64 // bytes before it are being written back, or on disk
+	wbPrev  int64 // where the window written back before wbFrom starts
+	wbOff   bool  // the file system refused early writeback
+
 	total     int64
 	expected  digest.Digest
 	startedAt time.Time
@@ -329,11 +340,16 @@ func (w *writer) writeMeta(fresh bool) error {
 	return put(ingestRef, w.ref)
 }
 
-// Write appends p to the ingest. The bytes are hashed now; small writes
-// reach the file when the buffer fills, or at Status, Close or Commit.
+// Write appends p to the ingest. The bytes are hashed now, and gathered
+// in a buffer; a full buffer is written to the file by the writer's
+// goroutine, and the rest at Status, Close or Commit. An error of the
+// file's is returned by a later Write, or by them.
 func (w *writer) Write(p []byte) (int, error) {
 	if w.f == nil {
 		return 0, errReleased
+	}
+	if w.err == nil && w.bg != nil {
+		w.err = w.bg.failed()
 	}
 	if w.err != nil {
 		return 0, w.err
@@ -342,33 +358,91 @@ func (w *writer) Write(p []byte) (int, error) {
 	w.offset += int64(len(p))
 	w.updatedAt = time.Now()
 	w.publish()
-	if len(p) >= writeBufferSize {
-		// Large writes go straight to the file, after what is buffered.
-		if err := w.flush(); err != nil {
-			return 0, err
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = writeBuffers.Get().(*[]byte)
 		}
-		return w.writeFile(p)
-	}
-	if w.buf == nil {
-		w.buf = writeBuffers.Get().(*[]byte)
-	}
-	if len(*w.buf)+len(p) > writeBufferSize {
-		if err := w.flush(); err != nil {
-			return 0, err
+		k := min(len(p), writeBufferSize-len(*w.buf))
+		*w.buf = append(*w.buf, p[:k]...)
+		p = p[k:]
+		if len(*w.buf) == writeBufferSize {
+			if w.bg == nil {
+				w.bg = newFileFeeder(w)
+			}
+			w.bg.feed(w.buf)
+			w.buf = nil
 		}
 	}
-	*w.buf = append(*w.buf, p...)
-	return len(p), nil
+	return n, nil
 }
 
-// writeFile writes p straight to the file. In a store that syncs, every
-// writebackWindow bytes it starts their writeback to disk.
+// fileFeeder writes a writer's full buffers to its file, in order, on a
+// goroutine of its own.
+type fileFeeder struct {
+	in      chan *[]byte
+	pending sync.WaitGroup // buffers fed and not yet written
+	stopped chan struct{}  // closed when the goroutine has returned
+
+	mu  sync.Mutex
+	err error // the first write error
+}
+
+func newFileFeeder(w *writer) *fileFeeder {
+	f := &fileFeeder{in: make(chan *[]byte, writeQueue), stopped: make(chan struct{})}
+	go f.run(w)
+	return f
+}
+
+func (f *fileFeeder) run(w *writer) {
+	defer close(f.stopped)
+	for b := range f.in {
+		if f.failed() == nil {
+			if _, err := w.writeFile(*b); err != nil {
+				f.mu.Lock()
+				f.err = err
+				f.mu.Unlock()
+			}
+		}
+		*b = (*b)[:0]
+		writeBuffers.Put(b)
+		f.pending.Done()
+	}
+}
+
+// feed hands b to the goroutine, waiting while writeQueue buffers wait.
+func (f *fileFeeder) feed(b *[]byte) {
+	f.pending.Add(1)
+	f.in <- b
+}
+
+// drain waits until every buffer fed is written, and returns the first
+// write error. The goroutine is idle after it, until the next feed.
+func (f *fileFeeder) drain() error {
+	f.pending.Wait()
+	return f.failed()
+}
+
+func (f *fileFeeder) failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// stop ends the goroutine once it has written what it was fed.
+func (f *fileFeeder) stop() {
+	close(f.in)
+	<-f.stopped
+}
+
+// writeFile writes p to the file. In a store that syncs, every
+// writebackWindow bytes it starts their writeback to disk. The feeder's
+// goroutine calls it, or flush when the feeder is idle.
 func (w *writer) writeFile(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
 	if err != nil {
-		w.err = fmt.Errorf("write ingest %q: %w", w.ref, err)
-		return n, w.err
+		return n, fmt.Errorf("write ingest %q: %w", w.ref, err)
 	}
 	if w.s.sync && !w.wbOff && w.written-w.wbFrom >= writebackWindow {
 		if writeback(w.f, w.wbPrev, w.wbFrom, w.written) {
@@ -386,8 +460,21 @@ func (w *writer) setWritten(n int64) {
 	w.written, w.wbFrom, w.wbPrev = n, n, n
 }
 
-// flush writes the buffered bytes to the file.
+// drain waits for the feeder to write what it was fed, and makes its
+// error the writer's. The writer's methods call it before they touch the
+// file.
+func (w *writer) drain() {
+	if w.bg == nil {
+		return
+	}
+	if err := w.bg.drain(); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// flush writes every byte accepted to the file.
 func (w *writer) flush() error {
+	w.drain()
 	if w.err != nil {
 		return w.err
 	}
@@ -396,6 +483,9 @@ func (w *writer) flush() error {
 	}
 	_, err := w.writeFile(*w.buf)
 	*w.buf = (*w.buf)[:0]
+	if err != nil {
+		w.err = err
+	}
 	return err
 }
 
@@ -437,6 +527,7 @@ func (w *writer) Truncate(size int64) error {
 			return err
 		}
 	}
+	w.drain() // after an error, the feeder may still be writing
 	// After a failed write the file may hold fewer bytes than were
 	// accepted; what it holds is the truth from here on.
 	fi, err := w.f.Stat()
@@ -489,6 +580,10 @@ func (w *writer) Close() error {
 // release closes the file and unlocks the ref.
 func (w *writer) release() error {
 	var err error
+	if w.bg != nil {
+		w.bg.stop()
+		w.bg = nil
+	}
 	if w.f != nil {
 		err = w.f.Close()
 		w.f = nil
