@@ -37,12 +37,12 @@
 //
 // # Writing and crashes
 //
-// A writer hashes bytes as they come and gathers them in 1 MiB buffers,
+// A writer hashes bytes as they come and gathers them in 512 KiB buffers,
 // which a goroutine of the writer's own writes to the file, in order,
-// while the caller hashes the next: hashing takes one core, and the
-// kernel's copying and writeback another. At most three buffers are in
-// use, so memory stays flat whatever the blob's size; a blob under 1 MiB
-// is written once, at Commit, with no goroutine. A write error is
+// while the caller hashes and fills the next: hashing takes one core, and
+// the kernel's copying and writeback another. A writer has at most two
+// buffers, so memory stays flat whatever the blob's size; a blob under
+// 512 KiB is written once, at Commit, with no goroutine. A write error is
 // returned by a later Write, or by Status, Close or Commit.
 // [content.Writer.Status] waits until every byte accepted is in the file,
 // so its Offset survives the death of the process. In a store that

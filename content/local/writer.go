@@ -36,11 +36,11 @@ const (
 // cores, hashing on one and the kernel's copying and writeback on the
 // other. A blob smaller than the buffer is written once, at Commit, with
 // no goroutine.
-const writeBufferSize = 1 << 20
+const writeBufferSize = 512 << 10
 
 // writeQueue is how many full buffers a writer lets wait for its
 // goroutine, beside the one being written and the one being filled.
-const writeQueue = 1
+const writeQueue = 0
 
 // writebackWindow is how many bytes a writer of a store that syncs writes
 // to its file before it starts their writeback to disk (see writeback), so
