@@ -118,6 +118,45 @@ func TestWriterReportsBackgroundWriteErrors(t *testing.T) {
 	}
 	good.Close()
 
+	// Truncate recovers a writer whose goroutine failed: what the file
+	// holds is the truth, and writing goes on from there.
+	cw, err = s.Writer(t.Context(), content.WithRef("truncated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = cw.(*writer)
+	ro, err = os.Open(w.f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = w.f
+	w.f = ro
+	for off := 0; off < 2*writeBufferSize; off += 64 << 10 {
+		w.Write(blob[off : off+64<<10])
+	}
+	if _, err := w.Status(); err == nil {
+		t.Fatal("Status() after a failed background write: no error")
+	}
+	ro.Close()
+	w.f = good
+	if err := w.Truncate(0); err != nil {
+		t.Fatalf("Truncate(0) after a failed background write: %v", err)
+	}
+	for off := 0; off < len(blob); off += 64 << 10 {
+		if _, err := w.Write(blob[off:min(off+64<<10, len(blob))]); err != nil {
+			t.Fatalf("Write after Truncate: %v", err)
+		}
+	}
+	if err := w.Commit(t.Context(), int64(len(blob)), digest.FromBytes(blob)); err != nil {
+		t.Fatalf("Commit() after Truncate: %v", err)
+	}
+	if _, err := s.Info(t.Context(), digest.FromBytes(blob)); err != nil {
+		t.Fatalf("Info() after the commit: %v", err)
+	}
+	if err := s.Delete(t.Context(), digest.FromBytes(blob)); err != nil {
+		t.Fatal(err)
+	}
+
 	// A new writer for the ref resumes what the file holds, and commits.
 	cw, err = s.Writer(t.Context(), content.WithRef("broken"))
 	if err != nil {

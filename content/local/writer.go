@@ -429,6 +429,14 @@ func (f *fileFeeder) failed() error {
 	return f.err
 }
 
+// clear forgets the write error, once the writer has made the file and
+// its digest agree again. The goroutine must be idle.
+func (f *fileFeeder) clear() {
+	f.mu.Lock()
+	f.err = nil
+	f.mu.Unlock()
+}
+
 // stop ends the goroutine once it has written what it was fed.
 func (f *fileFeeder) stop() {
 	close(f.in)
@@ -527,7 +535,12 @@ func (w *writer) Truncate(size int64) error {
 			return err
 		}
 	}
-	w.drain() // after an error, the feeder may still be writing
+	if w.bg != nil {
+		// After an error the feeder may still be writing, and keeps the
+		// error: what the file holds is read again below instead.
+		w.bg.drain()
+		w.bg.clear()
+	}
 	// After a failed write the file may hold fewer bytes than were
 	// accepted; what it holds is the truth from here on.
 	fi, err := w.f.Stat()
