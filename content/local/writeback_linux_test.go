@@ -49,11 +49,10 @@ func residentBytes(t *testing.T, path string) int64 {
 	return n
 }
 
-// TestWriterDropsWrittenBackPages checks that a writer of a store that
-// syncs keeps at most two writeback windows of its file in the page cache
-// while it writes, and none of the committed blob, whose bytes are still
-// all there to read.
-func TestWriterDropsWrittenBackPages(t *testing.T) {
+// pageCacheStore returns a store that syncs in a new directory, skipping
+// the test where the page cache is the file (tmpfs).
+func pageCacheStore(t *testing.T) *Store {
+	t.Helper()
 	root := t.TempDir()
 	var fs unix.Statfs_t
 	if err := unix.Statfs(root, &fs); err != nil {
@@ -66,6 +65,15 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestWriterDropsWrittenBackPages checks that a writer of a store that
+// syncs keeps at most two writeback windows of its file in the page cache
+// while it writes, and none of the committed blob, whose bytes are still
+// all there to read.
+func TestWriterDropsWrittenBackPages(t *testing.T) {
+	s := pageCacheStore(t)
 	blob := make([]byte, 6*writebackWindow+5)
 	for i := range blob {
 		blob[i] = byte(i*13 + i>>10)
@@ -109,18 +117,7 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 // what lies behind the reader from the page cache, and the rest at Close,
 // while a reader that reads elsewhere leaves the cache alone.
 func TestReaderDropsWhatItRead(t *testing.T) {
-	root := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(root, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Skip("tmpfs keeps its pages: they are the file")
-	}
-	s, err := New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := pageCacheStore(t)
 	blob := make([]byte, 5*writebackWindow+3)
 	for i := range blob {
 		blob[i] = byte(i*31 + i>>9)
