@@ -153,6 +153,17 @@ func (e *Error) hint() string {
 		return fmt.Sprintf("the certificate of %s is not trusted: add its CA with resolve.WithCAFile or a ca entry in hosts.toml", last.Host)
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fmt.Sprintf("%s speaks plain HTTP: configure it with resolve.WithPlainHTTP or an http:// URL", last.Host)
+	case plainToTLS(err):
+		return fmt.Sprintf("%s was asked in plain HTTP and refused it: if it serves TLS, drop resolve.WithPlainHTTP or the http:// URL", last.Host)
 	}
 	return ""
+}
+
+// plainToTLS reports whether err is a bare 400 Bad Request to a plain HTTP
+// request, with no registry error document: what a TLS server (Go's among
+// them) answers a client that speaks plain HTTP to it.
+func plainToTLS(err error) bool {
+	var re *fetch.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && len(re.Errors) == 0 &&
+		strings.HasPrefix(re.URL, "http://")
 }

@@ -152,7 +152,7 @@ skip_verify = true
 		}, "speaks plain HTTP"},
 		{"plain HTTP to a TLS server", func(string) ([]resolve.Host, error) {
 			return []resolve.Host{{Scheme: "http", Host: host}}, nil
-		}, "400 Bad Request"},
+		}, "400 Bad Request (" + host + " was asked in plain HTTP and refused it: if it serves TLS, drop resolve.WithPlainHTTP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
