@@ -55,7 +55,11 @@
 // written once and read seldom, an unpack reads each layer once, and the
 // cache of an image would only crowd out other files and count against the
 // memory cgroup of the process that pulls. The pages freed are the ones the
-// next writes reuse.
+// next writes reuse. For the same reasons, a [Store.ReaderAt] reader that
+// reads a blob of 16 MiB or more from its start, front to back (as an
+// unpack or a copy does), drops what lies 8 MiB behind it, and the rest
+// when it is closed; a reader that reads anywhere else leaves the cache
+// alone.
 //
 // Commit verifies size and digest from the running hash (the bytes are not
 // read again), fsyncs the data, makes it read-only and hard-links it into
