@@ -331,27 +331,36 @@ func parallelLayers(ctx context.Context, n int, gen func(i int) (blob, error)) (
 	return out, g.Wait()
 }
 
+// filesLayer makes a layer of the directories dirs, each inside the one
+// before it, and, in the last, files named by the format file (given the
+// file's number) of fileSize bytes from the filler called name, until the
+// layer holds target compressed bytes.
+func (g *generator) filesLayer(name string, dirs []string, file string, target, fileSize int64) (blob, error) {
+	f := g.filler(name)
+	return g.layer(func(lw *layerWriter) error {
+		for _, d := range dirs {
+			if err := lw.dir(d, 0o755); err != nil {
+				return err
+			}
+		}
+		dir := dirs[len(dirs)-1]
+		for n := 0; lw.compressed() < target; n++ {
+			if err := lw.file(dir+"/"+fmt.Sprintf(file, n), 0o644, fileSize, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // big: four layers of about 256 MiB of gzip each, in files of 8 MiB of
 // half-compressible data.
 func (g *generator) big(ctx context.Context) (*image, error) {
 	target := g.scaled(bigLayerSize, 1<<20)
 	fileSize := min(int64(bigFileSize), max(target/8, 64<<10))
 	layers, err := parallelLayers(ctx, bigLayers, func(i int) (blob, error) {
-		f := g.filler(fmt.Sprintf("big/%d", i))
-		return g.layer(func(lw *layerWriter) error {
-			dir := fmt.Sprintf("opt/big/layer%d", i)
-			for _, d := range []string{"opt", "opt/big", dir} {
-				if err := lw.dir(d, 0o755); err != nil {
-					return err
-				}
-			}
-			for n := 0; lw.compressed() < target; n++ {
-				if err := lw.file(fmt.Sprintf("%s/part-%04d.bin", dir, n), 0o644, fileSize, f); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		return g.filesLayer(fmt.Sprintf("big/%d", i), []string{"opt", "opt/big", fmt.Sprintf("opt/big/layer%d", i)},
+			"part-%04d.bin", target, fileSize)
 	})
 	if err != nil {
 		return nil, err
@@ -364,21 +373,8 @@ func (g *generator) many(ctx context.Context) (*image, error) {
 	target := g.scaled(manyLayerSize, 64<<10)
 	fileSize := max(target/4, 16<<10)
 	layers, err := parallelLayers(ctx, manyLayers, func(i int) (blob, error) {
-		f := g.filler(fmt.Sprintf("many/%d", i))
-		return g.layer(func(lw *layerWriter) error {
-			dir := fmt.Sprintf("srv/many/l%02d", i)
-			for _, d := range []string{"srv", "srv/many", dir} {
-				if err := lw.dir(d, 0o755); err != nil {
-					return err
-				}
-			}
-			for n := 0; lw.compressed() < target; n++ {
-				if err := lw.file(fmt.Sprintf("%s/f%03d.dat", dir, n), 0o644, fileSize, f); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		return g.filesLayer(fmt.Sprintf("many/%d", i), []string{"srv", "srv/many", fmt.Sprintf("srv/many/l%02d", i)},
+			"f%03d.dat", target, fileSize)
 	})
 	if err != nil {
 		return nil, err
@@ -556,21 +552,9 @@ func (g *generator) multi(ctx context.Context) (*image, error) {
 	var manifests []blob
 	for pi, p := range plats {
 		layers, err := parallelLayers(ctx, multiLayers, func(i int) (blob, error) {
-			f := g.filler(fmt.Sprintf("multi/%d/%d", pi, i))
-			return g.layer(func(lw *layerWriter) error {
-				dir := fmt.Sprintf("app/%s/l%d", p.Architecture, i)
-				for _, d := range []string{"app", "app/" + p.Architecture, dir} {
-					if err := lw.dir(d, 0o755); err != nil {
-						return err
-					}
-				}
-				for n := 0; lw.compressed() < target; n++ {
-					if err := lw.file(fmt.Sprintf("%s/f%03d.dat", dir, n), 0o644, fileSize, f); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			return g.filesLayer(fmt.Sprintf("multi/%d/%d", pi, i),
+				[]string{"app", "app/" + p.Architecture, fmt.Sprintf("app/%s/l%d", p.Architecture, i)},
+				"f%03d.dat", target, fileSize)
 		})
 		if err != nil {
 			return nil, err
