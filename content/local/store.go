@@ -179,7 +179,7 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 
 // blobReader reads a committed blob from its file. A reader that reads it
 // from the start, front to back, drops what it has read from the page
-// cache behind it, as writers drop what they have written (see dropCache):
+// cache behind it, as writers drop what they have written (see dropCacheRange):
 // a blob is read once, by an unpack or a copy, and the pages freed are the
 // next ones the reads reuse. One that reads anywhere else leaves the cache
 // alone.

@@ -11,7 +11,7 @@ import (
 // writeback asks the kernel to start writing bytes [from, to) of f to disk
 // without waiting for them, then waits until bytes [prev, from), whose
 // writeback an earlier call started, are on disk, and drops them from the
-// page cache (see dropCache). So the dirty bytes of a file stay under two
+// page cache (see dropCacheRange). So the dirty bytes of a file stay under two
 // windows, the fsync at commit has little left to do, and a blob holds at
 // most two windows of page cache while it is written. It reports false
 // when the file system refuses: the caller stops asking, and relies on the
@@ -38,15 +38,12 @@ func writeback(f *os.File, prev, from, to int64) bool {
 	return ok && cerr == nil
 }
 
-// dropCache drops the pages of f from the page cache, once an fsync has
-// made them clean. A blob is written once and read seldom (an unpack reads
-// each layer once), so its pages would only crowd the cache, and count
-// against the memory cgroup of the process that pulls; the pages freed are
-// the next ones the writes reuse. Errors are ignored: it is advice.
-func dropCache(f *os.File) { dropCacheRange(f, 0, 0) }
-
 // dropCacheRange drops bytes [from, to) of f from the page cache, or from
-// from to the end when to is 0. Dirty pages stay.
+// from to the end when to is 0; dirty pages stay. A blob is written once
+// and read seldom (an unpack reads each layer once), so its pages would
+// only crowd the cache, and count against the memory cgroup of the process
+// that pulls; the pages freed are the next ones the writes reuse. Errors
+// are ignored: it is advice.
 func dropCacheRange(f *os.File, from, to int64) {
 	n := int64(0)
 	if to > 0 {

@@ -8,8 +8,5 @@ import "os"
 // commit writes the whole file.
 func writeback(*os.File, int64, int64, int64) bool { return false }
 
-// dropCache does nothing on this platform.
-func dropCache(*os.File) {}
-
 // dropCacheRange does nothing on this platform.
 func dropCacheRange(*os.File, int64, int64) {}

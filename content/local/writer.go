@@ -691,7 +691,7 @@ func (w *writer) seal(now time.Time) error {
 		if err := w.f.Sync(); err != nil {
 			return err
 		}
-		dropCache(w.f)
+		dropCacheRange(w.f, 0, 0)
 	}
 	if err := w.f.Chmod(0o444); err != nil {
 		return err
