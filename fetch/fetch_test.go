@@ -626,12 +626,16 @@ func TestContextCancel(t *testing.T) {
 	})
 }
 
-// TestRedirectToCDN checks that a blob redirected to another origin gets
-// there without credentials, through an auth.Client and through a plain
-// http.Client with a configured Authorization header alike.
-func TestRedirectToCDN(t *testing.T) {
-	blob, desc := newBlob(20<<10, 16)
-	cdn := newRegistry(t, blob, desc)
+// cdnSecret is the presigned query of the CDN address redirectToCDN's
+// registry redirects to.
+const cdnSecret = "X-Amz-Signature=s3cr3t"
+
+// redirectToCDN returns a registry that asks for credentials and then
+// redirects blob requests to a CDN on another origin, and that CDN, which
+// fails a request carrying credentials or registry headers.
+func redirectToCDN(t *testing.T, blob []byte, desc ocispec.Descriptor) (reg, cdn *registry) {
+	t.Helper()
+	cdn = newRegistry(t, blob, desc)
 	cdn.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if r.Header.Get("Authorization") != "" || r.Header.Get("X-Registry") != "" {
 			t.Errorf("CDN got credentials or registry headers: %v", r.Header)
@@ -641,24 +645,41 @@ func TestRedirectToCDN(t *testing.T) {
 		serveRange(w, r, blob, false)
 		return true
 	}
-	const secret = "X-Amz-Signature=s3cr3t"
-	reg := newRegistry(t, blob, desc)
+	reg = newRegistry(t, blob, desc)
 	reg.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if r.Header.Get("Authorization") == "" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 			w.WriteHeader(http.StatusUnauthorized)
 			return true
 		}
-		http.Redirect(w, r, cdn.srv.URL+"/blob?"+secret, http.StatusTemporaryRedirect)
+		http.Redirect(w, r, cdn.srv.URL+"/blob?"+cdnSecret, http.StatusTemporaryRedirect)
 		return true
 	}
-	for _, tt := range []struct {
+	return reg, cdn
+}
+
+// credentialOptions are the two ways a Repository gets credentials for
+// reg: an auth.Client, and headers on a plain http.Client.
+func credentialOptions(reg *registry) []struct {
+	name string
+	opts []fetch.Option
+} {
+	return []struct {
 		name string
 		opts []fetch.Option
 	}{
 		{"auth.Client", []fetch.Option{fetch.WithClient(authClient(reg))}},
 		{"http.Client", []fetch.Option{fetch.WithHeader(http.Header{"Authorization": {"Basic dTpw"}, "X-Registry": {"1"}})}},
-	} {
+	}
+}
+
+// TestRedirectToCDN checks that a blob redirected to another origin gets
+// there without credentials, through an auth.Client and through a plain
+// http.Client with a configured Authorization header alike.
+func TestRedirectToCDN(t *testing.T) {
+	blob, desc := newBlob(20<<10, 16)
+	reg, cdn := redirectToCDN(t, blob, desc)
+	for _, tt := range credentialOptions(reg) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := readAll(t, t.Context(), reg.repo(tt.opts...), desc)
 			if err != nil {
@@ -668,7 +689,7 @@ func TestRedirectToCDN(t *testing.T) {
 		})
 	}
 	for _, r := range cdn.requests() {
-		if r.Auth != "" || r.Query != secret {
+		if r.Auth != "" || r.Query != cdnSecret {
 			t.Errorf("CDN request %+v, want no Authorization and the presigned query", r)
 		}
 	}

@@ -227,34 +227,8 @@ func TestStat(t *testing.T) {
 // plain http.Client with a configured Authorization header alike.
 func TestStatRedirectToCDN(t *testing.T) {
 	blob, desc := newBlob(12345, 40)
-	cdn := newRegistry(t, blob, desc)
-	cdn.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
-		if r.Header.Get("Authorization") != "" || r.Header.Get("X-Registry") != "" {
-			t.Errorf("CDN got credentials or registry headers: %v", r.Header)
-			w.WriteHeader(http.StatusBadRequest)
-			return true
-		}
-		serveRange(w, r, blob, false)
-		return true
-	}
-	const secret = "X-Amz-Signature=s3cr3t"
-	reg := newRegistry(t, blob, desc)
-	reg.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
-		if r.Header.Get("Authorization") == "" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return true
-		}
-		http.Redirect(w, r, cdn.srv.URL+"/blob?"+secret, http.StatusTemporaryRedirect)
-		return true
-	}
-	for _, tt := range []struct {
-		name string
-		opts []fetch.Option
-	}{
-		{"auth.Client", []fetch.Option{fetch.WithClient(authClient(reg))}},
-		{"http.Client", []fetch.Option{fetch.WithHeader(http.Header{"Authorization": {"Basic dTpw"}, "X-Registry": {"1"}})}},
-	} {
+	reg, cdn := redirectToCDN(t, blob, desc)
+	for _, tt := range credentialOptions(reg) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := reg.repo(tt.opts...).Stat(t.Context(), desc)
 			if err != nil || got != desc.Size {
@@ -267,7 +241,7 @@ func TestStatRedirectToCDN(t *testing.T) {
 		t.Errorf("CDN got %d requests, want 2", len(cdnReqs))
 	}
 	for _, r := range cdnReqs {
-		if r.Method != http.MethodHead || r.Auth != "" || r.Query != secret {
+		if r.Method != http.MethodHead || r.Auth != "" || r.Query != cdnSecret {
 			t.Errorf("CDN request %+v, want a HEAD without Authorization, with the presigned query", r)
 		}
 	}
