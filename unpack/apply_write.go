@@ -26,6 +26,35 @@ const (
 	maxWriters     = 4
 )
 
+// A file of at least dropBehindMin bytes is not kept in the page cache
+// once written: its writer starts its writeback as it finishes it, and a
+// goroutine of the Apply waits for the writeback, drops the file's pages
+// and closes it, at most retireQueue files behind. The pages freed are the
+// ones the next files are written into. Without it the layer's content
+// stays in the cache, dirty, until the kernel writes it back: on a large
+// layer that is much of the machine's free memory, charged to the memory
+// cgroup of the process that unpacks, and where pages the system has not
+// used lately are costly to hand out (a virtual machine whose balloon
+// takes back free memory: 2.3 s of system time per GiB written against
+// 0.3 s on recycled pages, measured on the bench machine), it is the most
+// expensive part of the unpack. Small files are left alone: their pages
+// are few and the system calls would cost more than they save.
+const (
+	dropBehindMin = 1 << 20
+	retireQueue   = 8
+)
+
+// dropBehind is what a fileHandle implements when it can leave the page
+// cache (see dropBehindMin).
+type dropBehind interface {
+	// startWriteback starts writing the first size bytes of the file to
+	// disk, without waiting; it reports false when the system refuses.
+	startWriteback(size int64) bool
+	// dropWritten waits for that writeback and drops the pages from the
+	// cache. It is advice: errors are ignored.
+	dropWritten(size int64)
+}
+
 // fileWriter is the pool of writing goroutines of one Apply. Its methods
 // but run are called from the applier's goroutine.
 type fileWriter struct {
@@ -34,6 +63,8 @@ type fileWriter struct {
 	open    chan struct{} // a token for each file open and not yet finished
 	cur     *writeBatch   // being filled by the applier
 	wg      sync.WaitGroup
+	retire  chan *pendingFile // written large files, to drop from the cache
+	retired sync.WaitGroup
 
 	mu  sync.Mutex
 	err error // the first error of a writer
@@ -60,6 +91,7 @@ type pendingFile struct {
 	f    fileHandle
 	refs atomic.Int32 // pieces not done, plus the applier's hold
 	meta fileMetaPlan
+	size int64 // bytes written, known once the applier releases its hold
 }
 
 // fileMetaPlan is what finishing a file sets through its descriptor,
@@ -88,6 +120,7 @@ func newFileWriter(n, maxOpen int) *fileWriter {
 		batches: make(chan *writeBatch, writeBufs),
 		bufs:    make(chan []byte, writeBufs),
 		open:    make(chan struct{}, maxOpen),
+		retire:  make(chan *pendingFile, retireQueue),
 	}
 	for range writeBufs {
 		w.bufs <- make([]byte, writeBufSize)
@@ -96,6 +129,8 @@ func newFileWriter(n, maxOpen int) *fileWriter {
 	for range n {
 		go w.run()
 	}
+	w.retired.Add(1)
+	go w.retirer()
 	return w
 }
 
@@ -109,14 +144,44 @@ func (w *fileWriter) run() {
 				}
 			}
 			if p.file.refs.Add(-1) == 0 {
-				if err := p.file.finish(); err != nil {
-					w.fail(fmt.Errorf("file %q: %w", p.file.meta.name, err))
-				}
-				<-w.open
+				w.finish(p.file)
 			}
 		}
 		w.bufs <- b.buf
 	}
+}
+
+// finish sets the file's owner, mode and times. A large file then goes to
+// the retirer (see dropBehindMin); any other is closed.
+func (w *fileWriter) finish(pf *pendingFile) {
+	err := pf.setMeta()
+	if d, ok := pf.f.(dropBehind); ok && err == nil && pf.size >= dropBehindMin && d.startWriteback(pf.size) {
+		w.retire <- pf
+		return
+	}
+	w.close(pf, err)
+}
+
+// retirer drops retired files from the page cache and closes them, in the
+// order they were written.
+func (w *fileWriter) retirer() {
+	defer w.retired.Done()
+	for pf := range w.retire {
+		pf.f.(dropBehind).dropWritten(pf.size)
+		w.close(pf, nil)
+	}
+}
+
+// close closes a finished file and gives back its reservation; err is
+// what finishing it failed with.
+func (w *fileWriter) close(pf *pendingFile, err error) {
+	if cerr := pf.f.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		w.fail(fmt.Errorf("file %q: %w", pf.meta.name, err))
+	}
+	<-w.open
 }
 
 func writeFullAt(f fileHandle, p []byte, off int64) error {
@@ -133,9 +198,9 @@ func writeFullAt(f fileHandle, p []byte, off int64) error {
 	return nil
 }
 
-// finish sets the file's owner, mode and times, in the order that keeps
-// them (chown clears setuid and setgid bits), and closes it.
-func (pf *pendingFile) finish() error {
+// setMeta sets the file's owner, mode and times, in the order that keeps
+// them (chown clears setuid and setgid bits).
+func (pf *pendingFile) setMeta() error {
 	m := pf.meta
 	var err error
 	if m.chown {
@@ -146,9 +211,6 @@ func (pf *pendingFile) finish() error {
 	}
 	if err == nil {
 		err = pf.f.utimes(m.atime, m.mtime)
-	}
-	if cerr := pf.f.close(); err == nil {
-		err = cerr
 	}
 	return err
 }
@@ -209,11 +271,12 @@ func (w *fileWriter) flush() {
 // whatever happens.
 func (w *fileWriter) write(pf *pendingFile, r io.Reader, check func() error, wrapErr func(error) error) error {
 	pf.refs.Store(1)
+	var off int64
 	defer func() {
+		pf.size = off
 		b := w.batch()
 		b.pieces = append(b.pieces, writePiece{file: pf, start: b.used, end: b.used})
 	}()
-	var off int64
 	for {
 		b := w.batch()
 		n, rerr := io.ReadFull(r, b.buf[b.used:])
@@ -237,10 +300,12 @@ func (w *fileWriter) write(pf *pendingFile, r io.Reader, check func() error, wra
 }
 
 // wait hands over what is left, waits for every file to be finished and
-// stops the writers; it returns the first error of a writer.
+// closed, and stops the writers; it returns the first error of a writer.
 func (w *fileWriter) wait() error {
 	w.flush()
 	close(w.batches)
 	w.wg.Wait()
+	close(w.retire)
+	w.retired.Wait()
 	return w.failed()
 }

@@ -95,20 +95,23 @@
 //
 // # Speed
 //
-// Apply spreads a layer over several goroutines: one decompresses and
-// hashes the stream a few chunks ahead of the one that reads the tar and
-// creates entries, and, on Linux, a few more write file content and set
-// each file's owner, mode and times through its descriptor, while paths
-// are only ever created, linked and removed in stream order. On Linux it
-// works on directory descriptors, kept open in a cache and opened with
-// openat2(2) and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, so that a new regular
-// file costs four system calls (openat, write, futimens, close): no lstat
-// before it, no chown or chmod when the system already gave the file its
-// owner and mode. Gzip layers are decompressed by igzip when it is on PATH
-// ([WithExternalDecompressor]), about twice as fast as Go's fastest
-// decoder. An [Unpacker] lets layers download bottom
-// first ([WithFetchWindow]), so that the bottom layer is applied while
-// those above it still download.
+// Apply spreads a layer over several goroutines: one decompresses and hashes
+// the stream a few chunks ahead of the one that reads the tar and creates
+// entries, and, on Linux, a few more write file content and set each file's
+// owner, mode and times through its descriptor, while paths are only ever
+// created, linked and removed in stream order. On Linux it works on
+// directory descriptors, kept open in a cache and opened with openat2(2) and
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, so that a new regular file costs four
+// system calls (openat, write, futimens, close): no lstat before it, no
+// chown or chmod when the system already gave the file its owner and mode. A
+// file of 1 MiB or more is written back to disk as it is finished and then
+// dropped from the page cache, a few files behind, so that a large layer
+// does not fill the cache with dirty pages (charged to the unpacking
+// process's memory cgroup); reading such a file right after the unpack reads
+// it from disk. Gzip layers are decompressed by igzip when it is on PATH
+// ([WithExternalDecompressor]), about twice as fast as Go's fastest decoder.
+// An [Unpacker] lets layers download bottom first ([WithFetchWindow]), so
+// that the bottom layer is applied while those above it still download.
 //
 // # Errors
 //
