@@ -59,6 +59,14 @@ type applyConfig struct {
 	unprivileged bool
 	sync         bool
 	goGzip       bool // never an external gzip decompressor
+	verified     bool // the stream is diffID's, checked already: not hashed again
+}
+
+// withVerifiedStream tells Apply that the stream is known to be the
+// uncompressed layer whose digest WithDiffID gives (a layer decompressed
+// ahead, checked as it was written), so that it is not hashed again.
+func withVerifiedStream() ApplyOption {
+	return func(c *applyConfig) { c.verified = true }
 }
 
 // WithDiffID makes [Apply] check the uncompressed digest of the layer
@@ -181,13 +189,7 @@ var applyBuffers = sync.Pool{New: func() any {
 // Several Apply calls may run at once on different roots; two on the same
 // root at once leave it undefined.
 func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (ApplyResult, error) {
-	cfg := applyConfig{}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	cfg.maxSize = applyLimit(cfg.maxSize, defaultMaxLayerSize)
-	cfg.maxRatio = applyLimit(cfg.maxRatio, defaultMaxExpansion)
-	cfg.maxEntries = applyLimit(cfg.maxEntries, defaultMaxTarEntries)
+	cfg := newApplyConfig(opts)
 
 	alg := digest.SHA256
 	if cfg.diffID != "" {
@@ -212,6 +214,9 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 	var gzipCmd string
 	if !cfg.goGzip {
 		gzipCmd = gzipCommand()
+	}
+	if cfg.verified && cfg.diffID != "" {
+		alg = "" // not hashed: see withVerifiedStream
 	}
 	stream, err := newLayerStream(r, alg, cfg.maxSize, cfg.maxRatio, gzipCmd)
 	if err != nil {
@@ -241,7 +246,10 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
 	}
 
-	res := ApplyResult{DiffID: stream.digest(), Size: stream.size(), Skipped: a.skipped}
+	res := ApplyResult{DiffID: cfg.diffID, Size: stream.size(), Skipped: a.skipped}
+	if alg != "" {
+		res.DiffID = stream.digest()
+	}
 	if cfg.diffID != "" && res.DiffID != cfg.diffID {
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, &DiffIDMismatchError{Expected: cfg.diffID, Actual: res.DiffID})
 	}
@@ -251,6 +259,18 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		}
 	}
 	return res, nil
+}
+
+// newApplyConfig applies opts to the defaults.
+func newApplyConfig(opts []ApplyOption) applyConfig {
+	cfg := applyConfig{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.maxSize = applyLimit(cfg.maxSize, defaultMaxLayerSize)
+	cfg.maxRatio = applyLimit(cfg.maxRatio, defaultMaxExpansion)
+	cfg.maxEntries = applyLimit(cfg.maxEntries, defaultMaxTarEntries)
+	return cfg
 }
 
 // applyLimit maps an option value to a limit: 0 is the default and a

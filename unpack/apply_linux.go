@@ -91,3 +91,14 @@ func setPipeSize(f *os.File, n int) {
 		return err
 	})
 }
+
+// unnamedFile creates a file with no name in dir's file system
+// (O_TMPFILE): it is never visible, and is gone once closed, a crash
+// included. File systems without O_TMPFILE refuse it.
+func unnamedFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir+"/(unnamed)"), nil
+}

@@ -36,3 +36,8 @@ func newTree(root *os.Root) (tree, error) { return newRootTree(root), nil }
 
 // setPipeSize does nothing here: pipes keep the system's size.
 func setPipeSize(f *os.File, n int) {}
+
+// unnamedFile is not provided here: without O_TMPFILE, a file would have
+// a name that a crash could leave behind, so layers are not decompressed
+// ahead.
+func unnamedFile(dir string) (*os.File, error) { return nil, errNotOnPlatform }

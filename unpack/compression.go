@@ -162,9 +162,11 @@ func (c *compressedCounter) Read(p []byte) (int, error) {
 func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, gzipCmd string) (*layerStream, error) {
 	s := &layerStream{
 		src:      &compressedCounter{r: r},
-		digester: alg.Digester(),
 		maxSize:  maxSize,
 		closeDec: func() {},
+	}
+	if alg != "" {
+		s.digester = alg.Digester()
 	}
 	br := bufio.NewReaderSize(s.src, 64<<10)
 	head, err := br.Peek(DetectHeaderSize)
@@ -222,7 +224,9 @@ func (s *layerStream) hash() {
 		case <-s.stop:
 			return
 		}
-		s.digester.Hash().Write(c.b)
+		if s.digester != nil {
+			s.digester.Hash().Write(c.b)
+		}
 		select {
 		case s.chunks <- c:
 		case <-s.stop:

@@ -111,7 +111,10 @@
 // it from disk. Gzip layers are decompressed by igzip when it is on PATH
 // ([WithExternalDecompressor]), about twice as fast as Go's fastest decoder.
 // An [Unpacker] lets layers download bottom first ([WithFetchWindow]), so
-// that the bottom layer is applied while those above it still download.
+// that the bottom layer is applied while those above it still download, and
+// decompresses the next layer into an unnamed temporary file while the one
+// below it is applied ([WithDecompressAhead]), so that two layers decode at
+// once.
 //
 // # Errors
 //

@@ -28,6 +28,7 @@ type config struct {
 	applyOpts    []ApplyOption
 	fetchSkipped bool
 	fetchWindow  int64 // < 0: no window
+	ahead        int   // layers decompressed ahead; <= 0: none
 }
 
 // defaultFetchWindow is the bytes of layers an Unpacker lets download at
@@ -35,7 +36,7 @@ type config struct {
 const defaultFetchWindow = 64 << 20
 
 func newConfig(opts []Option) config {
-	cfg := config{fetchWindow: defaultFetchWindow}
+	cfg := config{fetchWindow: defaultFetchWindow, ahead: defaultDecompressAhead}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -88,6 +89,33 @@ func WithFetchWindow(n int64) Option {
 			n = defaultFetchWindow
 		}
 		c.fetchWindow = n
+	}
+}
+
+// WithDecompressAhead sets how many layers an [Unpacker] decompresses
+// ahead of the one it applies. Layers are applied in order, one at a time,
+// and a gzip stream decodes on one core; with n > 0, the next n layers
+// whose blobs are in the store decompress meanwhile, on other cores, each
+// into an unnamed temporary file (O_TMPFILE) in the target's file system,
+// with its size and ratio limits and its DiffID checked. When its turn
+// comes, the layer is applied from that file without hashing it again, and
+// the file is gone once closed, a crash included. The cost is disk space
+// (up to the uncompressed size of n layers, beside the image) and one more
+// write and read of each layer decompressed ahead.
+//
+// It applies to [NewDirUnpacker] and to Unpackers whose snapshotter is a
+// [*Directory], on Linux; other snapshotters do not say where there is
+// room. A decompression ahead that fails for any reason is dropped, and the
+// layer is applied from its blob, which reports the failure as usual. The
+// default is 2, which on 2 cores unpacked an image of four 256 MiB layers
+// in 0.88 of the time 1 took; n < 0 turns it off. [Unpack] and [ToDir]
+// ignore it.
+func WithDecompressAhead(n int) Option {
+	return func(c *config) {
+		if n == 0 {
+			n = defaultDecompressAhead
+		}
+		c.ahead = n
 	}
 }
 
@@ -199,6 +227,9 @@ type unpackJob struct {
 	applying bool // a handler call is applying this image's layers
 	done     bool
 	err      error
+
+	ahead        map[int]*ahead // layers decompressed ahead, by index
+	aheadRunning int            // decompressions ahead under way
 }
 
 // applyMediaType marks the descriptors an Unpacker returns as children for
@@ -269,7 +300,7 @@ func (u *Unpacker) Wrap(h handlers.Handler) handlers.Handler {
 		if err != nil {
 			return nil, err
 		}
-		return append(append(children, more...), u.layerHandled(desc)...), nil
+		return append(append(children, more...), u.layerHandled(ctx, desc)...), nil
 	})
 }
 
@@ -291,6 +322,7 @@ func (u *Unpacker) Results() ([]Result, error) {
 		first error
 	)
 	for _, j := range u.jobs {
+		u.dropAhead(j) // left by a pull that failed
 		var err error
 		switch {
 		case j.ignored:
@@ -482,7 +514,7 @@ func (u *Unpacker) release(j *unpackJob) []ocispec.Descriptor {
 // now fetched, a descriptor whose handling applies it (see applyHandled).
 // The apply runs in a handler call of its own so that this one returns, and
 // the downloads it releases start, at once.
-func (u *Unpacker) layerHandled(desc ocispec.Descriptor) []ocispec.Descriptor {
+func (u *Unpacker) layerHandled(ctx context.Context, desc ocispec.Descriptor) []ocispec.Descriptor {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var next []ocispec.Descriptor
@@ -495,6 +527,7 @@ func (u *Unpacker) layerHandled(desc ocispec.Descriptor) []ocispec.Descriptor {
 				j.fetched[i] = true
 			}
 		}
+		u.startAhead(ctx, j)
 		if !j.applying && j.fetched[j.next] {
 			j.applying = true
 			next = append(next, ocispec.Descriptor{MediaType: applyMediaType, Digest: j.manifest.Digest})
@@ -532,18 +565,20 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 		if u.dir != "" {
 			applied, err = true, u.applyToDir(ctx, j, i)
 		} else {
-			applied, err = applyShared(ctx, u.sn, u.p, j.manifest, j.layers, j.diffIDs, j.chainIDs, i, u.cfg.applyOpts)
+			applied, err = u.applySnapshot(ctx, j, i)
 		}
 		u.mu.Lock()
 		if err != nil {
 			j.err = err
 			j.applying = false
+			u.dropAhead(j)
 			u.mu.Unlock()
 			return err
 		}
 		j.applied[i] = applied
 		j.next++
 		i = j.next
+		u.startAhead(ctx, j)
 		if i == len(j.layers) || !j.fetched[i] {
 			j.done = i == len(j.layers)
 			j.applying = false
@@ -554,13 +589,49 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 	}
 }
 
-// applyToDir applies layer i of j straight into the Unpacker's directory.
+// applyToDir applies layer i of j straight into the Unpacker's directory,
+// from the file it was decompressed ahead into, or from its blob.
 func (u *Unpacker) applyToDir(ctx context.Context, j *unpackJob, i int) error {
-	opts := append(slices.Clip(u.cfg.applyOpts), WithDiffID(j.diffIDs[i]))
-	if err := applyBlob(ctx, u.p, j.layers[i], u.dir, opts); err != nil {
+	err := u.withLayer(ctx, j, i, func(src *os.File) error {
+		return applyFrom(ctx, u.p, j.layers[i], src, u.dir, append(slices.Clip(u.cfg.applyOpts), WithDiffID(j.diffIDs[i])))
+	})
+	if err != nil {
 		return fmt.Errorf("unpack %s to %s: layer %d (%s): %w", j.manifest.Digest, u.dir, i, j.layers[i].Digest, err)
 	}
 	return nil
+}
+
+// applySnapshot applies layer i of j onto the Unpacker's snapshotter, from
+// the file it was decompressed ahead into, or from its blob.
+func (u *Unpacker) applySnapshot(ctx context.Context, j *unpackJob, i int) (applied bool, err error) {
+	err = u.withLayer(ctx, j, i, func(src *os.File) error {
+		applied, err = applyShared(ctx, u.sn, u.p, j.manifest, j.layers, j.diffIDs, j.chainIDs, i, src, u.cfg.applyOpts)
+		return err
+	})
+	return applied, err
+}
+
+// withLayer calls fn with layer i of j decompressed ahead, or with nil
+// when it was not, and then closes the file.
+func (u *Unpacker) withLayer(ctx context.Context, j *unpackJob, i int, fn func(src *os.File) error) error {
+	src, err := u.takeAhead(ctx, j, i)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		defer src.Close()
+	}
+	return fn(src)
+}
+
+// applyFrom applies layer l into dir from src, its uncompressed stream
+// decompressed ahead, or from its blob in p when src is nil.
+func applyFrom(ctx context.Context, p content.Provider, l ocispec.Descriptor, src *os.File, dir string, opts []ApplyOption) error {
+	if src == nil {
+		return applyBlob(ctx, p, l, dir, opts)
+	}
+	_, err := Apply(ctx, dir, src, append(opts, withVerifiedStream())...)
+	return err
 }
 
 // Unpack unpacks the image desc, whose blobs are all in p, into sn, and
@@ -704,7 +775,7 @@ func joinFlight(sn Snapshotter, chainID digest.Digest) (end func(), busy <-chan 
 // committed, taking turns with the other applies of that chainID in this
 // process. It reports whether it applied the layer.
 func applyShared(ctx context.Context, sn Snapshotter, p content.Provider, manifest ocispec.Descriptor,
-	layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, i int, applyOpts []ApplyOption) (bool, error) {
+	layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, i int, src *os.File, applyOpts []ApplyOption) (bool, error) {
 	for {
 		end, busy := joinFlight(sn, chainIDs[i])
 		if busy != nil {
@@ -715,7 +786,7 @@ func applyShared(ctx context.Context, sn Snapshotter, p content.Provider, manife
 				return false, fmt.Errorf("unpack %s: layer %d (%s): %w", manifest.Digest, i, layers[i].Digest, ctx.Err())
 			}
 		}
-		applied, err := applyLayer(ctx, sn, p, layers[i], diffIDs[i], chainIDs, i, applyOpts)
+		applied, err := applyLayer(ctx, sn, p, layers[i], diffIDs[i], chainIDs, i, src, applyOpts)
 		end()
 		if err != nil {
 			return false, fmt.Errorf("unpack %s: layer %d (%s): %w", manifest.Digest, i, layers[i].Digest, err)
@@ -727,7 +798,7 @@ func applyShared(ctx context.Context, sn Snapshotter, p content.Provider, manife
 // applyLayer prepares a snapshot on the layer below, applies the layer,
 // and commits it as chainIDs[i]. On failure the snapshot is removed.
 func applyLayer(ctx context.Context, sn Snapshotter, p content.Provider, layer ocispec.Descriptor,
-	diffID digest.Digest, chainIDs []digest.Digest, i int, applyOpts []ApplyOption) (applied bool, err error) {
+	diffID digest.Digest, chainIDs []digest.Digest, i int, src *os.File, applyOpts []ApplyOption) (applied bool, err error) {
 	chainID := chainIDs[i].String()
 	if ok, err := isCommitted(ctx, sn, chainIDs[i]); err != nil || ok {
 		return false, err
@@ -752,7 +823,7 @@ func applyLayer(ctx context.Context, sn Snapshotter, p content.Provider, layer o
 	if err != nil {
 		return false, err
 	}
-	if err = applyBlob(ctx, p, layer, dir, append(slices.Clip(applyOpts), WithDiffID(diffID))); err != nil {
+	if err = applyFrom(ctx, p, layer, src, dir, append(slices.Clip(applyOpts), WithDiffID(diffID))); err != nil {
 		return false, err
 	}
 	if err = sn.Commit(ctx, chainID, key); errdefs.IsAlreadyExists(err) {
