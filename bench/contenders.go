@@ -66,6 +66,11 @@ var ops = map[string]map[string]func(context.Context, job) error{
 		"pull":   func(ctx context.Context, j job) error { _, _, err := pullkitPull(ctx, j); return err },
 		"import": pullkitImport,
 	},
+	// pullkit's unpack without decompressing layers ahead
+	// (unpack.WithDecompressAhead(-1)): what that lever gives.
+	"pullkit-noahead": {
+		"unpack": pullkitUnpack,
+	},
 	"containerd": {
 		"pull":   func(ctx context.Context, j job) error { _, _, err := containerdPull(ctx, j); return err },
 		"unpack": containerdUnpack,
@@ -116,7 +121,11 @@ func pullkitUnpack(ctx context.Context, j job) error {
 	if err != nil {
 		return err
 	}
-	u := unpack.NewDirUnpacker(j.rootfs(), store)
+	var opts []unpack.Option
+	if j.Contender == "pullkit-noahead" {
+		opts = append(opts, unpack.WithDecompressAhead(-1))
+	}
+	u := unpack.NewDirUnpacker(j.rootfs(), store, opts...)
 	if _, err := pullkit.Pull(ctx, j.Ref, store, store.Images(),
 		pullkit.WithHosts(resolve.Hosts(resolve.WithPlainHTTP(j.Host))),
 		pullkit.WithHandlerWrapper(u.Wrap)); err != nil {

@@ -62,7 +62,7 @@ func parseFlags() (options, error) {
 	flag.Float64Var(&o.scale, "scale", 1, "multiply every workload's size by this (0.05 for a quick run)")
 	flag.StringVar(&workloads, "workloads", strings.Join(allWorkloads, ","), "workloads to run: big, tree, many, multi, save (the docker save archive of big, for import)")
 	flag.StringVar(&ops, "ops", "pull,unpack,import", "operations to run: pull (to a store), unpack (pull and unpack), import")
-	flag.StringVar(&contenders, "contenders", "pullkit,pullkit-nosync,containerd,ggcr,ref", "contenders: pullkit, pullkit-nosync (a store without fsync, pull and import only), containerd, containerd-chunked (its opt-in parallel ranges), ggcr, and ref for the reference figures (plain GET, GNU tar, read+sha256)")
+	flag.StringVar(&contenders, "contenders", "pullkit,pullkit-nosync,containerd,ggcr,ref", "contenders: pullkit, pullkit-nosync (a store without fsync, pull and import only), pullkit-noahead (unpack without decompressing layers ahead), containerd, containerd-chunked (its opt-in parallel ranges), ggcr, and ref for the reference figures (plain GET, GNU tar, read+sha256)")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each contender, interleaved; the median is reported")
 	flag.StringVar(&o.capText, "cap", "", "limit each TCP connection to the registry to this rate (25MB = 25 MB/s), through a proxy")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the workloads' content")
@@ -307,7 +307,7 @@ func planCases(o options, images map[string]*image, save saveArchive, host strin
 	has := func(c string) bool { return slices.Contains(o.contenders, c) }
 	peers := func(op string, refs ...string) []string {
 		var out []string
-		for _, c := range []string{"pullkit", "pullkit-nosync", "containerd", "containerd-chunked", "ggcr"} {
+		for _, c := range []string{"pullkit", "pullkit-nosync", "pullkit-noahead", "containerd", "containerd-chunked", "ggcr"} {
 			if has(c) && ops[c][op] != nil {
 				out = append(out, c)
 			}
