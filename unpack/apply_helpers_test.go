@@ -458,3 +458,21 @@ func userXattrsSupported(t testing.TB, dir string) bool {
 }
 
 func timespecTime(ts unix.Timespec) time.Time { return time.Unix(ts.Unix()) }
+
+// writableTempDir returns t.TempDir(), which a layer may leave with
+// directories the test's user cannot write (mode 0500): before the
+// directory is removed, they are made writable again, as only root could
+// remove their entries otherwise.
+func writableTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	return dir
+}

@@ -470,7 +470,7 @@ func TestApplyLayers(t *testing.T) {
 			if tt.root {
 				skipUnlessRoot(t)
 			}
-			root := t.TempDir()
+			root := writableTempDir(t)
 			if tt.xattrs && !userXattrsSupported(t, root) {
 				t.Skip("the filesystem does not support user.* xattrs")
 			}

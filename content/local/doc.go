@@ -32,6 +32,12 @@
 // index.json: they live under labels/, which other tools ignore, as they
 // ignore ingest/.
 //
+// Committed blobs are read-only, so that nothing rewrites verified bytes in
+// place. A tool that writes a blob by opening its path for writing fails on
+// one that is already there, unless it runs as root: skopeo copying into
+// the layout an image whose manifest the layout already holds does so
+// (other images, and their names, it adds as to any layout).
+//
 // A blob's Info has the blob file's modification time as CreatedAt (set to
 // the commit time) and its labels file's as UpdatedAt.
 //

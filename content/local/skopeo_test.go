@@ -3,7 +3,9 @@ package local_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,13 +49,13 @@ func runSkopeo(t *testing.T, bin string, args ...string) []byte {
 	return out
 }
 
-// writeTestImage writes a one-layer image into s and returns the
-// manifest's descriptor and its blobs by digest.
-func writeTestImage(t *testing.T, s content.Ingester) (ocispec.Descriptor, map[digest.Digest][]byte) {
+// writeTestImage writes a one-layer image into s, whose file says hello
+// to who, and returns the manifest's descriptor and its blobs by digest.
+func writeTestImage(t *testing.T, s content.Ingester, who string) (ocispec.Descriptor, map[digest.Digest][]byte) {
 	t.Helper()
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	body := []byte("hello from pullkit\n")
+	body := []byte("hello from " + who + "\n")
 	if err := tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestSkopeoReadsTheLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, blobs := writeTestImage(t, s)
+	manifest, blobs := writeTestImage(t, s, "pullkit")
 	const name = "docker.io/library/demo:1.0"
 	if _, err := s.Images().Create(t.Context(), content.Image{Name: name, Target: manifest, Labels: map[string]string{"a": "b"}}); err != nil {
 		t.Fatal(err)
@@ -136,14 +138,55 @@ func TestSkopeoReadsTheLayout(t *testing.T) {
 		}
 	}
 
-	// skopeo adding a name to our layout keeps ours, and we read its.
-	runSkopeo(t, bin, "--insecure-policy", "copy", ref, "oci:"+dir+":example.com/copied:2")
+	// skopeo adding an image and its name to our layout keeps ours, and we
+	// read its.
+	other, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherManifest, otherBlobs := writeTestImage(t, other, "another image")
+	if _, err := other.Images().Create(t.Context(), content.Image{Name: "other:1", Target: otherManifest}); err != nil {
+		t.Fatal(err)
+	}
+	runSkopeo(t, bin, "--insecure-policy", "copy", "oci:"+other.Root()+":other:1", "oci:"+dir+":example.com/copied:2")
 	imgs, err := s.Images().List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(imgs) != 2 || imgs[0].Name != name || imgs[1].Name != "example.com/copied:2" || imgs[1].Target.Digest != manifest.Digest {
-		t.Fatalf("List() after skopeo copy = %+v, want %s and example.com/copied:2 -> %s", imgs, name, manifest.Digest)
+	if len(imgs) != 2 || imgs[0].Name != name || imgs[1].Name != "example.com/copied:2" {
+		t.Fatalf("List() after skopeo copy = %+v, want %s and example.com/copied:2", imgs, name)
+	}
+	// skopeo writes the manifest its own way, and gzips the layer; the
+	// config and the layer's content are the other image's.
+	mb, err := content.ReadBlob(t.Context(), s, imgs[1].Target, 1<<20)
+	if err != nil {
+		t.Fatalf("the manifest skopeo wrote: %v", err)
+	}
+	var m, om ocispec.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("the manifest skopeo wrote: %v, %d layers; want one\n%s", err, len(m.Layers), mb)
+	}
+	if err := json.Unmarshal(otherBlobs[otherManifest.Digest], &om); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := content.ReadBlob(t.Context(), s, m.Config, m.Config.Size); err != nil || !bytes.Equal(got, otherBlobs[om.Config.Digest]) {
+		t.Errorf("the config skopeo copied in: %s, %v; want the other image's", got, err)
+	}
+	layer, err := content.ReadBlob(t.Context(), s, m.Layers[0], m.Layers[0].Size)
+	if err != nil {
+		t.Fatalf("the layer skopeo copied in: %v", err)
+	}
+	if m.Layers[0].MediaType == ocispec.MediaTypeImageLayerGzip {
+		zr, err := gzip.NewReader(bytes.NewReader(layer))
+		if err != nil {
+			t.Fatalf("the layer skopeo copied in: %v", err)
+		}
+		if layer, err = io.ReadAll(zr); err != nil {
+			t.Fatalf("the layer skopeo copied in: %v", err)
+		}
+	}
+	if !bytes.Equal(layer, otherBlobs[om.Layers[0].Digest]) {
+		t.Errorf("the layer skopeo copied in (%s) holds %d bytes, want the other image's %d", m.Layers[0].MediaType, len(layer), len(otherBlobs[om.Layers[0].Digest]))
 	}
 	if imgs[0].Labels["a"] != "b" || imgs[0].CreatedAt.IsZero() {
 		t.Errorf("our record after skopeo rewrote index.json = %+v, want its labels and times", imgs[0])
