@@ -17,10 +17,12 @@ const module = "github.com/pullkit/pullkit"
 // import too. Everything under examples/ may import anything of ours.
 // internal/httpx is not in DESIGN.md: it holds the HTTP details auth, fetch
 // and resolve share (status classes, URL redaction, Retry-After), so that
-// they cannot drift apart.
+// they cannot drift apart. internal/pagecache is for tests: it reads what
+// of a file is in the page cache.
 var mayImport = map[string][]string{
 	"reference":            nil,
 	"internal/httpx":       nil,
+	"internal/pagecache":   nil,
 	"content":              nil,
 	"content/local":        {"content"},
 	"content/memory":       {"content"},

@@ -8,23 +8,15 @@ import (
 	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/pullkit/pullkit/internal/pagecache"
 )
 
 // TestApplyDropsLargeFilesFromCache checks that Apply leaves none of a
 // large file it wrote in the page cache, with its content, mode and times
 // all set, while a small file's pages are left alone.
 func TestApplyDropsLargeFilesFromCache(t *testing.T) {
-	root := t.TempDir()
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(root, &sfs); err != nil {
-		t.Fatal(err)
-	}
-	if sfs.Type == unix.TMPFS_MAGIC {
-		t.Skip("tmpfs keeps its pages: they are the file")
-	}
+	root := pagecache.TempDir(t)
 	// The file writers, which drop what they wrote, need two cores.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 
@@ -43,7 +35,7 @@ func TestApplyDropsLargeFilesFromCache(t *testing.T) {
 	}
 	for _, name := range []string{"big", "just-big"} {
 		// Readahead of other files may bring a few pages back in.
-		if got := residentBytes(t, filepath.Join(root, name)); got > 256<<10 {
+		if got := pagecache.Bytes(t, filepath.Join(root, name)); got > 256<<10 {
 			t.Errorf("%s: %d bytes in the page cache, want none", name, got)
 		}
 	}
@@ -58,42 +50,7 @@ func TestApplyDropsLargeFilesFromCache(t *testing.T) {
 	if fi.Mode() != 0o755|os.ModeSetuid || !fi.ModTime().Equal(mtime) {
 		t.Errorf("big: mode %v, mtime %v; want -rwsr-xr-x, %v", fi.Mode(), fi.ModTime(), mtime)
 	}
-	if got := residentBytes(t, filepath.Join(root, "small")); got == 0 {
+	if got := pagecache.Bytes(t, filepath.Join(root, "small")); got == 0 {
 		t.Errorf("small: not in the page cache, want it left there")
 	}
-}
-
-// residentBytes returns how many bytes of the file at path are in the page
-// cache, from mincore(2) on a mapping of it.
-func residentBytes(t *testing.T, path string) int64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Size() == 0 {
-		return 0
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	page := os.Getpagesize()
-	vec := make([]byte, (len(m)+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	var n int64
-	for _, v := range vec {
-		if v&1 != 0 {
-			n += int64(page)
-		}
-	}
-	return n
 }

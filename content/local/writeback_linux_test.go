@@ -2,66 +2,21 @@ package local
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/internal/pagecache"
 )
-
-// residentBytes returns how many bytes of the file at path are in the page
-// cache, from mincore(2) on a mapping of it.
-func residentBytes(t *testing.T, path string) int64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Size() == 0 {
-		return 0
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	page := os.Getpagesize()
-	vec := make([]byte, (len(m)+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	var n int64
-	for _, v := range vec {
-		if v&1 != 0 {
-			n += int64(page)
-		}
-	}
-	return n
-}
 
 // pageCacheStore returns a store that syncs in a new directory, skipping
 // the test where the page cache is the file (tmpfs).
 func pageCacheStore(t *testing.T) *Store {
 	t.Helper()
-	root := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(root, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Skip("tmpfs keeps its pages: they are the file")
-	}
-	s, err := New(root)
+	s, err := New(pagecache.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +50,7 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two windows, and the bytes written since the last one started.
-	if got, max := residentBytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
+	if got, max := pagecache.Bytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
 		t.Errorf("while writing: %d bytes of the ingest in the page cache, want at most %d", got, max)
 	}
 	want := digest.FromBytes(blob)
@@ -104,7 +59,7 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 	}
 	// Some pages may be read back in meanwhile by readahead of others; a
 	// few MiB at most.
-	if got := residentBytes(t, s.blobPath(want)); got > 1<<20 {
+	if got := pagecache.Bytes(t, s.blobPath(want)); got > 1<<20 {
 		t.Errorf("after commit: %d bytes of the blob in the page cache, want none", got)
 	}
 	got, err := content.ReadBlob(t.Context(), s, ocispec.Descriptor{Digest: want, Size: int64(len(blob))}, int64(len(blob)))
@@ -142,7 +97,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 		}
 		off += int64(n)
 		if off == 4*writebackWindow {
-			if got, max := residentBytes(t, path), int64(2*writebackWindow); got > max {
+			if got, max := pagecache.Bytes(t, path), int64(2*writebackWindow); got > max {
 				t.Errorf("at %d: %d bytes in the page cache, want at most %d behind the reader", off, got, max)
 			}
 		}
@@ -150,7 +105,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 	if err := ra.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := residentBytes(t, path); got > 1<<20 {
+	if got := pagecache.Bytes(t, path); got > 1<<20 {
 		t.Errorf("after a front-to-back read: %d bytes in the page cache, want none", got)
 	}
 
@@ -167,7 +122,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 	if err := ra.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, min := residentBytes(t, path), int64(4*writebackWindow); got < min {
+	if got, min := pagecache.Bytes(t, path), int64(4*writebackWindow); got < min {
 		t.Errorf("after a back-to-front read: %d bytes in the page cache, want at least %d", got, min)
 	}
 }
