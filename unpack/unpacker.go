@@ -101,7 +101,10 @@ func WithFetchWindow(n int64) Option {
 // comes, the layer is applied from that file without hashing it again, and
 // the file is gone once closed, a crash included. The cost is disk space
 // (up to the uncompressed size of n layers, beside the image) and one more
-// write and read of each layer decompressed ahead.
+// write and read of each layer decompressed ahead. While a file waits its
+// turn, its pages sit in the page cache, charged to the memory cgroup of
+// the process that unpacks; where the cgroup has less room than that, the
+// kernel writes them to disk, and reads them back for the apply.
 //
 // It applies to [NewDirUnpacker] and to Unpackers whose snapshotter is a
 // [*Directory], on Linux; other snapshotters do not say where there is
