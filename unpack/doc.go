@@ -105,16 +105,16 @@
 // system calls (openat, write, futimens, close): no lstat before it, no
 // chown or chmod when the system already gave the file its owner and mode. A
 // file of 1 MiB or more is written back to disk as it is finished and then
-// dropped from the page cache, a few files behind, so that a large layer
-// does not fill the cache with dirty pages (charged to the unpacking
-// process's memory cgroup); reading such a file right after the unpack reads
-// it from disk. Gzip layers are decompressed by igzip when it is on PATH
-// ([WithExternalDecompressor]), about twice as fast as Go's fastest decoder.
-// An [Unpacker] lets layers download bottom first ([WithFetchWindow]), so
-// that the bottom layer is applied while those above it still download, and
-// decompresses the next layer into an unnamed temporary file while the one
-// below it is applied ([WithDecompressAhead]), so that two layers decode at
-// once.
+// dropped from the page cache, a few files behind (Apply returns once they
+// are written back), so that a large layer does not fill the cache with
+// dirty pages (charged to the unpacking process's memory cgroup); reading
+// such a file right after the unpack reads it from disk. Gzip layers are
+// decompressed by igzip when it is on PATH ([WithExternalDecompressor]),
+// about twice as fast as Go's fastest decoder. An [Unpacker] lets layers
+// download bottom first ([WithFetchWindow]), so that the bottom layer is
+// applied while those above it still download, and decompresses the next
+// two layers into unnamed temporary files while the one below them is
+// applied ([WithDecompressAhead]), so that layers decode on several cores.
 //
 // # Errors
 //
