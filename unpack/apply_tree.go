@@ -210,15 +210,20 @@ func (t *rootTree) link(targetDir, targetName, dir, name string) error {
 }
 
 func (t *rootTree) mknod(dir, name string, typeflag byte, mode fs.FileMode, major, minor int64) error {
-	h, err := t.handle(dir)
-	if err != nil {
-		return err
-	}
-	f, err := h.dirFile()
+	f, err := t.dirFile(dir)
 	if err != nil {
 		return err
 	}
 	return mknodIn(f, name, typeflag, major, minor)
+}
+
+// dirFile returns the directory dir opened as a file, for *at system calls.
+func (t *rootTree) dirFile(dir string) (*os.File, error) {
+	h, err := t.handle(dir)
+	if err != nil {
+		return nil, err
+	}
+	return h.dirFile()
 }
 
 func (t *rootTree) chmod(dir, name string, mode fs.FileMode) error {
@@ -238,11 +243,7 @@ func (t *rootTree) lchown(dir, name string, uid, gid int) error {
 }
 
 func (t *rootTree) lutimes(dir, name string, atime, mtime time.Time) error {
-	h, err := t.handle(dir)
-	if err != nil {
-		return err
-	}
-	f, err := h.dirFile()
+	f, err := t.dirFile(dir)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,6 @@ func TestDirUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 	// Layer 3 downloads first and must wait for the others; layer 2's
 	// download does not end until layer 1 is applied into the directory,
 	// which proves layer 1 was applied while layer 2 was still downloading.
-	layer3Fetched := make(chan struct{})
 	layer1Applied := make(chan struct{})
 	p := newPipeline(src)
 	log := &readLog{Provider: p.dst}
@@ -84,21 +83,7 @@ func TestDirUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 			once.Do(func() { close(layer1Applied) })
 		}
 	}
-	p.before = func(ctx context.Context, desc ocispec.Descriptor) error {
-		switch desc.Digest {
-		case img.layers[0].Digest:
-			return waitFor(ctx, layer3Fetched, "layer 3's download")
-		case img.layers[1].Digest:
-			return waitFor(ctx, layer1Applied, "layer 1's apply")
-		}
-		return nil
-	}
-	p.after = func(ctx context.Context, desc ocispec.Descriptor) error {
-		if desc.Digest == img.layers[2].Digest {
-			close(layer3Fetched)
-		}
-		return nil
-	}
+	p.layer3First(img, layer1Applied, "layer 1's apply")
 
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	u := NewDirUnpacker(dir, log)
@@ -106,17 +91,7 @@ func TestDirUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 		t.Fatalf("Dispatch() error = %v", err)
 	}
 	res, err := u.Results()
-	if err != nil {
-		t.Fatalf("Results() error = %v", err)
-	}
-	if len(res) != 1 || res[0].Manifest.Digest != img.manifest.Digest || res[0].ChainID != img.chainIDs[2] {
-		t.Fatalf("Results() = %+v, want the image with chainID %s", res, img.chainIDs[2])
-	}
-	for i, l := range res[0].Layers {
-		if !l.Applied || l.DiffID != img.diffIDs[i] || l.ChainID != img.chainIDs[i] || l.Layer.Digest != img.layers[i].Digest {
-			t.Errorf("layer %d = %+v, want applied with diffID %s and chainID %s", i, l, img.diffIDs[i], img.chainIDs[i])
-		}
-	}
+	checkApplied(t, res, err, img)
 	var layerReads []digest.Digest
 	for _, d := range log.order() {
 		if slices.ContainsFunc(img.layers, func(l ocispec.Descriptor) bool { return l.Digest == d }) {
@@ -132,14 +107,7 @@ func TestDirUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 	if diffs := diffTrees(readTree(t, dir), wantTree(t, entries)); len(diffs) > 0 {
 		t.Fatalf("unpacked directory differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
 	}
-	// The handlers inside the wrapper saw the layers.
-	info, err := p.dst.Info(ctx, img.manifest.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Labels["containerd.io/gc.ref.content.l.2"] != img.layers[2].Digest.String() {
-		t.Fatalf("manifest labels = %v, want the layers referenced", info.Labels)
-	}
+	checkLayerLabels(t, ctx, p, img)
 }
 
 func TestDirUnpackerDiffIDMismatch(t *testing.T) {
@@ -161,16 +129,7 @@ func TestDirUnpackerDiffIDMismatch(t *testing.T) {
 			dir := t.TempDir()
 			u := NewDirUnpacker(dir, cp, WithDecompressAhead(tc.ahead))
 			err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 1, img.manifest)
-			var mismatch *DiffIDMismatchError
-			if !errors.As(err, &mismatch) || !errors.Is(err, content.ErrDigestMismatch) || !errdefs.IsFailedPrecondition(err) {
-				t.Fatalf("Dispatch() error = %v, want a *DiffIDMismatchError", err)
-			}
-			if mismatch.Expected != diffIDs[bad] || mismatch.Actual != layers[bad].diffID {
-				t.Fatalf("mismatch = %+v, want expected %s, actual %s", mismatch, diffIDs[bad], layers[bad].diffID)
-			}
-			if !strings.Contains(err.Error(), img.layers[bad].Digest.String()) {
-				t.Errorf("error %q does not name the layer", err)
-			}
+			checkMismatch(t, err, img.layers[bad], diffIDs[bad], layers[bad].diffID)
 			if res, rerr := u.Results(); !errors.Is(rerr, content.ErrDigestMismatch) || len(res) != 0 {
 				t.Errorf("Results() = %v, %v, want no image and the mismatch", res, rerr)
 			}

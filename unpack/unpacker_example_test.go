@@ -20,14 +20,7 @@ func ExampleUnpacker() {
 	// remote stands for a registry; a pull copies blobs into local.
 	remote, local := memory.New(), memory.New()
 	manifest := writeExampleImage(ctx, remote, map[string]string{"etc/motd": "unpacked while pulling\n"})
-	fetch := handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		ra, err := remote.ReaderAt(ctx, desc)
-		if err != nil {
-			return nil, err
-		}
-		defer ra.Close()
-		return nil, content.WriteBlob(ctx, local, desc.Digest.String(), content.NewReader(ra), desc)
-	})
+	fetch := copyBlobs(remote, local)
 
 	root, err := os.MkdirTemp("", "snapshots")
 	if err != nil {
@@ -81,14 +74,7 @@ func ExampleNewDirUnpacker() {
 	// remote stands for a registry; a pull copies blobs into local.
 	remote, local := memory.New(), memory.New()
 	manifest := writeExampleImage(ctx, remote, map[string]string{"etc/motd": "flattened while pulling\n"})
-	fetch := handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		ra, err := remote.ReaderAt(ctx, desc)
-		if err != nil {
-			return nil, err
-		}
-		defer ra.Close()
-		return nil, content.WriteBlob(ctx, local, desc.Digest.String(), content.NewReader(ra), desc)
-	})
+	fetch := copyBlobs(remote, local)
 
 	tmp, err := os.MkdirTemp("", "rootfs")
 	if err != nil {
@@ -117,4 +103,17 @@ func ExampleNewDirUnpacker() {
 	// Output:
 	// layers applied: 1
 	// flattened while pulling
+}
+
+// copyBlobs is the fetch handler of a pull without a registry: it copies
+// each blob from remote into local.
+func copyBlobs(remote content.Provider, local content.Ingester) handlers.Handler {
+	return handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		ra, err := remote.ReaderAt(ctx, desc)
+		if err != nil {
+			return nil, err
+		}
+		defer ra.Close()
+		return nil, content.WriteBlob(ctx, local, desc.Digest.String(), content.NewReader(ra), desc)
+	})
 }

@@ -6,10 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -264,6 +266,75 @@ func (p *pipeline) handler() handlers.Handler {
 		return nil, nil
 	})
 	return handlers.SetChildrenLabels(p.dst, handlers.Sequence(fetch, handlers.Children(p.dst)))
+}
+
+// layer3First makes the pipeline fetch layer 3 before the others, and
+// hold layer 2's download until layer1Done is closed (layer 1 applied,
+// which proves it was applied while layer 2 still downloaded); what names
+// that event in errors.
+func (p *pipeline) layer3First(img testImage, layer1Done <-chan struct{}, what string) {
+	layer3Fetched := make(chan struct{})
+	p.before = func(ctx context.Context, desc ocispec.Descriptor) error {
+		switch desc.Digest {
+		case img.layers[0].Digest:
+			return waitFor(ctx, layer3Fetched, "layer 3's download")
+		case img.layers[1].Digest:
+			return waitFor(ctx, layer1Done, what)
+		}
+		return nil
+	}
+	p.after = func(ctx context.Context, desc ocispec.Descriptor) error {
+		if desc.Digest == img.layers[2].Digest {
+			close(layer3Fetched)
+		}
+		return nil
+	}
+}
+
+// checkApplied checks that an Unpacker's Results are img, every layer
+// applied, with its diffID and chainID.
+func checkApplied(t *testing.T, res []Result, err error, img testImage) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Results() error = %v", err)
+	}
+	if len(res) != 1 || res[0].Manifest.Digest != img.manifest.Digest || res[0].Config.Digest != img.config.Digest || res[0].ChainID != img.chainIDs[2] {
+		t.Fatalf("Results() = %+v, want the image with chainID %s", res, img.chainIDs[2])
+	}
+	for i, l := range res[0].Layers {
+		if !l.Applied || l.DiffID != img.diffIDs[i] || l.ChainID != img.chainIDs[i] || l.Layer.Digest != img.layers[i].Digest {
+			t.Errorf("layer %d = %+v, want applied with diffID %s and chainID %s", i, l, img.diffIDs[i], img.chainIDs[i])
+		}
+	}
+}
+
+// checkLayerLabels checks that the handlers inside the wrapper saw the
+// layers: the manifest's garbage-collection labels reference them.
+func checkLayerLabels(t *testing.T, ctx context.Context, p *pipeline, img testImage) {
+	t.Helper()
+	info, err := p.dst.Info(ctx, img.manifest.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Labels["containerd.io/gc.ref.content.l.2"] != img.layers[2].Digest.String() {
+		t.Fatalf("manifest labels = %v, want the layers referenced", info.Labels)
+	}
+}
+
+// checkMismatch checks that err is the DiffID mismatch of layer, which
+// the config says is expected and is actual, and names the layer.
+func checkMismatch(t *testing.T, err error, layer ocispec.Descriptor, expected, actual digest.Digest) {
+	t.Helper()
+	var mismatch *DiffIDMismatchError
+	if !errors.As(err, &mismatch) || !errors.Is(err, content.ErrDigestMismatch) || !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("Dispatch() error = %v, want a *DiffIDMismatchError", err)
+	}
+	if mismatch.Expected != expected || mismatch.Actual != actual {
+		t.Fatalf("mismatch = %+v, want expected %s, actual %s", mismatch, expected, actual)
+	}
+	if !strings.Contains(err.Error(), layer.Digest.String()) {
+		t.Errorf("error %q does not name the layer", err)
+	}
 }
 
 func (p *pipeline) fetchCount(d digest.Digest) int {

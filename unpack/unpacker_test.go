@@ -73,7 +73,6 @@ func TestUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 	// Layer 3 downloads first and must wait for the others; layer 2's
 	// download does not end until layer 1 is committed as a snapshot, which
 	// proves layer 1 was applied while layer 2 was still downloading.
-	layer3Fetched := make(chan struct{})
 	layer1Committed := make(chan struct{})
 	var once sync.Once
 	sn.afterCommit = func(name string) {
@@ -82,38 +81,14 @@ func TestUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 		}
 	}
 	p := newPipeline(src)
-	p.before = func(ctx context.Context, desc ocispec.Descriptor) error {
-		switch desc.Digest {
-		case img.layers[0].Digest:
-			return waitFor(ctx, layer3Fetched, "layer 3's download")
-		case img.layers[1].Digest:
-			return waitFor(ctx, layer1Committed, "layer 1's snapshot")
-		}
-		return nil
-	}
-	p.after = func(ctx context.Context, desc ocispec.Descriptor) error {
-		if desc.Digest == img.layers[2].Digest {
-			close(layer3Fetched)
-		}
-		return nil
-	}
+	p.layer3First(img, layer1Committed, "layer 1's snapshot")
 
 	u := NewUnpacker(sn, p.dst)
 	if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
 		t.Fatalf("Dispatch() error = %v", err)
 	}
 	res, err := u.Results()
-	if err != nil {
-		t.Fatalf("Results() error = %v", err)
-	}
-	if len(res) != 1 || res[0].Manifest.Digest != img.manifest.Digest || res[0].Config.Digest != img.config.Digest || res[0].ChainID != img.chainIDs[2] {
-		t.Fatalf("Results() = %+v, want the image with chainID %s", res, img.chainIDs[2])
-	}
-	for i, l := range res[0].Layers {
-		if !l.Applied || l.DiffID != img.diffIDs[i] || l.ChainID != img.chainIDs[i] || l.Layer.Digest != img.layers[i].Digest {
-			t.Errorf("layer %d = %+v, want applied with diffID %s and chainID %s", i, l, img.diffIDs[i], img.chainIDs[i])
-		}
-	}
+	checkApplied(t, res, err, img)
 	wantCommits := []string{img.chainIDs[0].String(), img.chainIDs[1].String(), img.chainIDs[2].String()}
 	if got := sn.committed(); !slices.Equal(got, wantCommits) {
 		t.Fatalf("commits = %v, want in layer order %v", got, wantCommits)
@@ -124,15 +99,7 @@ func TestUnpackerAppliesWhileLaterLayersDownload(t *testing.T) {
 	if keys := activeKeys(t, sn); len(keys) != 0 {
 		t.Fatalf("active snapshots left: %v", keys)
 	}
-	// The handlers inside the wrapper saw the layers: the manifest's
-	// garbage-collection labels reference them.
-	info, err := p.dst.Info(ctx, img.manifest.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Labels["containerd.io/gc.ref.content.l.2"] != img.layers[2].Digest.String() {
-		t.Fatalf("manifest labels = %v, want the layers referenced", info.Labels)
-	}
+	checkLayerLabels(t, ctx, p, img)
 }
 
 func TestUnpackerDiffIDMismatch(t *testing.T) {
@@ -150,16 +117,7 @@ func TestUnpackerDiffIDMismatch(t *testing.T) {
 
 			u := NewUnpacker(sn, p.dst)
 			err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 2, img.manifest)
-			var mismatch *DiffIDMismatchError
-			if !errors.As(err, &mismatch) || !errors.Is(err, content.ErrDigestMismatch) || !errdefs.IsFailedPrecondition(err) {
-				t.Fatalf("Dispatch() error = %v, want a *DiffIDMismatchError", err)
-			}
-			if mismatch.Expected != diffIDs[bad] || mismatch.Actual != layers[bad].diffID {
-				t.Fatalf("mismatch = %+v, want expected %s, actual %s", mismatch, diffIDs[bad], layers[bad].diffID)
-			}
-			if !strings.Contains(err.Error(), img.layers[bad].Digest.String()) {
-				t.Errorf("error %q does not name the layer", err)
-			}
+			checkMismatch(t, err, img.layers[bad], diffIDs[bad], layers[bad].diffID)
 			if _, rerr := u.Results(); !errors.Is(rerr, content.ErrDigestMismatch) {
 				t.Errorf("Results() error = %v, want the mismatch", rerr)
 			}
