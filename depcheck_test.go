@@ -17,26 +17,27 @@ const module = "github.com/pullkit/pullkit"
 // import too. Everything under examples/ may import anything of ours.
 // internal/httpx is not in DESIGN.md: it holds the HTTP details auth, fetch
 // and resolve share (status classes, URL redaction, Retry-After), so that
-// they cannot drift apart. internal/pagecache is for tests: it reads what
-// of a file is in the page cache.
+// they cannot drift apart. internal/pagecache holds the page cache
+// control content/local and unpack share (writeback, then drop).
 var mayImport = map[string][]string{
-	"reference":            nil,
-	"internal/httpx":       nil,
-	"internal/pagecache":   nil,
-	"content":              nil,
-	"content/local":        {"content"},
-	"content/memory":       {"content"},
-	"content/contenttest":  {"content"},
-	"handlers":             {"content", "handlers/platforms"},
-	"handlers/platforms":   nil,
-	"handlers/schema1":     {"handlers", "content", "fetch"},
-	"auth":                 {"internal/httpx"},
-	"fetch":                {"content", "handlers", "auth", "internal/httpx"},
-	"resolve":              {"reference", "fetch", "auth", "internal/httpx"},
-	"resolve/registrytest": {"content", "handlers"},
-	"unpack":               {"content", "handlers"},
-	"importer":             {"content", "handlers", "reference"},
-	"":                     {"reference", "content", "content/local", "content/memory", "handlers", "handlers/platforms", "handlers/schema1", "auth", "fetch", "resolve", "unpack", "importer"},
+	"reference":                        nil,
+	"internal/httpx":                   nil,
+	"internal/pagecache":               nil,
+	"internal/pagecache/pagecachetest": {"internal/pagecache"},
+	"content":                          nil,
+	"content/local":                    {"content", "internal/pagecache"},
+	"content/memory":                   {"content"},
+	"content/contenttest":              {"content"},
+	"handlers":                         {"content", "handlers/platforms"},
+	"handlers/platforms":               nil,
+	"handlers/schema1":                 {"handlers", "content", "fetch"},
+	"auth":                             {"internal/httpx"},
+	"fetch":                            {"content", "handlers", "auth", "internal/httpx"},
+	"resolve":                          {"reference", "fetch", "auth", "internal/httpx"},
+	"resolve/registrytest":             {"content", "handlers"},
+	"unpack":                           {"content", "handlers", "internal/pagecache"},
+	"importer":                         {"content", "handlers", "reference"},
+	"":                                 {"reference", "content", "content/local", "content/memory", "handlers", "handlers/platforms", "handlers/schema1", "auth", "fetch", "resolve", "unpack", "importer"},
 }
 
 // allowed returns the packages pkg may import: its own list, closed over.

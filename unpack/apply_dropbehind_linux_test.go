@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pullkit/pullkit/internal/pagecache"
+	"github.com/pullkit/pullkit/internal/pagecache/pagecachetest"
 )
 
 // TestApplyDropsLargeFilesFromCache checks that Apply leaves none of a
 // large file it wrote in the page cache, with its content, mode and times
 // all set, while a small file's pages are left alone.
 func TestApplyDropsLargeFilesFromCache(t *testing.T) {
-	root := pagecache.TempDir(t)
+	root := pagecachetest.TempDir(t)
 	// The file writers, which drop what they wrote, need two cores.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 
@@ -35,7 +35,7 @@ func TestApplyDropsLargeFilesFromCache(t *testing.T) {
 	}
 	for _, name := range []string{"big", "just-big"} {
 		// Readahead of other files may bring a few pages back in.
-		if got := pagecache.Bytes(t, filepath.Join(root, name)); got > 256<<10 {
+		if got := pagecachetest.Bytes(t, filepath.Join(root, name)); got > 256<<10 {
 			t.Errorf("%s: %d bytes in the page cache, want none", name, got)
 		}
 	}
@@ -50,7 +50,7 @@ func TestApplyDropsLargeFilesFromCache(t *testing.T) {
 	if fi.Mode() != 0o755|os.ModeSetuid || !fi.ModTime().Equal(mtime) {
 		t.Errorf("big: mode %v, mtime %v; want -rwsr-xr-x, %v", fi.Mode(), fi.ModTime(), mtime)
 	}
-	if got := pagecache.Bytes(t, filepath.Join(root, "small")); got == 0 {
+	if got := pagecachetest.Bytes(t, filepath.Join(root, "small")); got == 0 {
 		t.Errorf("small: not in the page cache, want it left there")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pullkit/pullkit/internal/pagecache"
 )
 
 // fdTree is the Linux tree: raw directory descriptors kept in a
@@ -586,24 +588,14 @@ func (f *fdFile) close() error {
 	return f.wrap("close", unix.Close(f.fd))
 }
 
-// startWriteback starts the writeback of the file's first size bytes
-// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE).
+// startWriteback starts the writeback of the file's first size bytes.
 func (f *fdFile) startWriteback(size int64) bool {
-	if f.borrowed {
-		return false
-	}
-	return retryOnEINTR(func() error { return unix.SyncFileRange(f.fd, 0, size, unix.SYNC_FILE_RANGE_WRITE) }) == nil
+	return !f.borrowed && pagecache.StartWriteback(uintptr(f.fd), 0, size) == nil
 }
 
 // dropWritten waits until the file's first size bytes are on disk and
-// drops them from the page cache (posix_fadvise(2) POSIX_FADV_DONTNEED,
-// which leaves dirty pages alone).
-func (f *fdFile) dropWritten(size int64) {
-	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
-	if retryOnEINTR(func() error { return unix.SyncFileRange(f.fd, 0, size, wait) }) == nil {
-		_ = unix.Fadvise(f.fd, 0, size, unix.FADV_DONTNEED)
-	}
-}
+// drops them from the page cache.
+func (f *fdFile) dropWritten(size int64) { pagecache.WaitAndDrop(uintptr(f.fd), 0, size) }
 
 func (f *fdFile) wrap(op string, err error) error {
 	if err != nil {

@@ -9,14 +9,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/content"
-	"github.com/pullkit/pullkit/internal/pagecache"
+	"github.com/pullkit/pullkit/internal/pagecache/pagecachetest"
 )
 
 // pageCacheStore returns a store that syncs in a new directory, skipping
 // the test where the page cache is the file (tmpfs).
 func pageCacheStore(t *testing.T) *Store {
 	t.Helper()
-	s, err := New(pagecache.TempDir(t))
+	s, err := New(pagecachetest.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two windows, and the bytes written since the last one started.
-	if got, max := pagecache.Bytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
+	if got, max := pagecachetest.Bytes(t, filepath.Join(w.dir, ingestData)), int64(3*writebackWindow); got > max {
 		t.Errorf("while writing: %d bytes of the ingest in the page cache, want at most %d", got, max)
 	}
 	want := digest.FromBytes(blob)
@@ -59,7 +59,7 @@ func TestWriterDropsWrittenBackPages(t *testing.T) {
 	}
 	// Some pages may be read back in meanwhile by readahead of others; a
 	// few MiB at most.
-	if got := pagecache.Bytes(t, s.blobPath(want)); got > 1<<20 {
+	if got := pagecachetest.Bytes(t, s.blobPath(want)); got > 1<<20 {
 		t.Errorf("after commit: %d bytes of the blob in the page cache, want none", got)
 	}
 	got, err := content.ReadBlob(t.Context(), s, ocispec.Descriptor{Digest: want, Size: int64(len(blob))}, int64(len(blob)))
@@ -97,7 +97,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 		}
 		off += int64(n)
 		if off == 4*writebackWindow {
-			if got, max := pagecache.Bytes(t, path), int64(2*writebackWindow); got > max {
+			if got, max := pagecachetest.Bytes(t, path), int64(2*writebackWindow); got > max {
 				t.Errorf("at %d: %d bytes in the page cache, want at most %d behind the reader", off, got, max)
 			}
 		}
@@ -105,7 +105,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 	if err := ra.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := pagecache.Bytes(t, path); got > 1<<20 {
+	if got := pagecachetest.Bytes(t, path); got > 1<<20 {
 		t.Errorf("after a front-to-back read: %d bytes in the page cache, want none", got)
 	}
 
@@ -122,7 +122,7 @@ func TestReaderDropsWhatItRead(t *testing.T) {
 	if err := ra.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, min := pagecache.Bytes(t, path), int64(4*writebackWindow); got < min {
+	if got, min := pagecachetest.Bytes(t, path), int64(4*writebackWindow); got < min {
 		t.Errorf("after a back-to-front read: %d bytes in the page cache, want at least %d", got, min)
 	}
 }

@@ -1,36 +1,18 @@
-// Package pagecache tells how much of a file is in the page cache, for the
-// tests of the packages that keep what they write out of it (content/local
-// and unpack).
+// Package pagecache keeps written files out of the page cache: it starts
+// the writeback of a range, waits for it, and drops the range, for
+// content/local's blobs and unpack's large files. A file written once and
+// read seldom would otherwise crowd the cache, count against the memory
+// cgroup of the process that wrote it, and, where the system is slow to
+// hand out pages it has not used lately (a VM whose balloon takes free
+// memory back), make every new write cost more. It also tells how much of
+// a file is in the cache ([Resident]), for tests.
+//
+// Everything here is advice to the kernel: outside Linux it does nothing,
+// and [StartWriteback] reports that, so that callers stop asking.
 package pagecache
 
-import (
-	"errors"
-	"testing"
-)
+import "errors"
 
-// ErrUnsupported is returned where the system does not say (outside Linux).
-var ErrUnsupported = errors.New("page cache residency: not supported on this system")
-
-// TempDir returns a new directory for t whose files can leave the page
-// cache, or skips t where they cannot: on tmpfs the cache is the file, and
-// outside Linux nothing says what is cached.
-func TempDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	if cached, err := alwaysCached(dir); err != nil {
-		t.Fatal(err)
-	} else if cached {
-		t.Skip("the page cache is the file here (tmpfs), or residency is unknown")
-	}
-	return dir
-}
-
-// Bytes is [Resident] for tests: it fails t on an error.
-func Bytes(t testing.TB, path string) int64 {
-	t.Helper()
-	n, err := Resident(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+// ErrUnsupported is returned where the system offers no such control
+// (outside Linux), or the file system refuses it.
+var ErrUnsupported = errors.New("page cache control: not supported here")
