@@ -1,39 +1,77 @@
 package unpack
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/internal/pagecache"
 )
 
 // defaultDecompressAhead is how many layers an Unpacker decompresses ahead
 // of the one it applies, unless WithDecompressAhead says otherwise.
 const defaultDecompressAhead = 2
 
-// ahead is a layer decompressed ahead of its turn, into an unnamed
-// temporary file, while the layers below it are applied. Layers must be
-// applied in order, but decompressing them need not be: a gzip stream
-// decodes on one core, and this puts a second to work.
+// ahead is a layer decompressed ahead of its turn, while the layers below
+// it are applied. Layers must be applied in order, but decompressing them
+// need not be: a gzip stream decodes on one core, and this puts a second to
+// work.
 type ahead struct {
 	done   chan struct{}      // closed when the decompression has ended
 	cancel context.CancelFunc // stops it, and releases what it holds
-	// Set before done is closed: the uncompressed layer, at offset 0, its
-	// DiffID verified; nil when the decompression failed, and the layer is
-	// then applied from its blob, which reports the failure as Apply does.
-	f *os.File
+	// Set before done is closed: the layer, its DiffID verified; nil when
+	// the decompression failed, and the layer is then applied from its
+	// blob, which reports the failure as Apply does.
+	l *aheadLayer
 }
 
 // discard releases what a decompression ahead holds, waiting for it to
-// stop. The file, unnamed, leaves nothing behind once closed.
+// stop. Its files, unnamed, leave nothing behind once closed.
 func (a *ahead) discard() {
 	a.cancel()
 	<-a.done
-	if a.f != nil {
-		a.f.Close()
-		a.f = nil
+	if a.l != nil {
+		a.l.close()
+		a.l = nil
+	}
+}
+
+// aheadLayer is a layer decompressed ahead, in unnamed files (see
+// unnamedFile) of the file system it is applied to. The content of each of
+// its large regular files is in a file of its own, which the apply links
+// into place rather than copies, so that it is written once; the rest of
+// the tar stream is in the stream file, with a hole where that content was,
+// so that every entry keeps its offset.
+type aheadLayer struct {
+	stream *os.File           // at offset 0 once decompressed
+	files  map[int64]*os.File // the content of entry n (from 1), at offset 0
+}
+
+// Which files of a layer decompressed ahead get a file of their own: those
+// of aheadFileMin bytes or more, the first aheadFilesMax of a layer, each
+// an open descriptor until the layer is applied.
+const (
+	aheadFileMin  = dropBehindMin
+	aheadFilesMax = 256
+)
+
+// take returns the file that holds the content of entry n, and leaves it
+// to the caller, or returns nil.
+func (l *aheadLayer) take(n int64) *os.File {
+	f := l.files[n]
+	delete(l.files, n)
+	return f
+}
+
+func (l *aheadLayer) close() {
+	l.stream.Close()
+	for n, f := range l.files {
+		f.Close()
+		delete(l.files, n)
 	}
 }
 
@@ -79,14 +117,14 @@ func (u *Unpacker) startAhead(ctx context.Context, j *unpackJob) {
 	}
 }
 
-// decompressAhead decompresses layer i of j into a temporary file in dir,
+// decompressAhead decompresses layer i of j into unnamed files in dir,
 // then starts the next layers the window lets in.
 func (u *Unpacker) decompressAhead(ctx context.Context, j *unpackJob, i int, dir string, a *ahead) {
-	f, err := u.decompress(ctx, j, i, dir)
+	l, err := u.decompress(ctx, j, i, dir)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if err == nil {
-		a.f = f
+		a.l = l
 	}
 	close(a.done)
 	j.aheadRunning--
@@ -95,10 +133,9 @@ func (u *Unpacker) decompressAhead(ctx context.Context, j *unpackJob, i int, dir
 	}
 }
 
-// decompress writes the uncompressed layer i of j to an unnamed file in
-// dir, checking the limits and the DiffID Apply would check, and returns
-// the file at offset 0.
-func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir string) (_ *os.File, err error) {
+// decompress writes the uncompressed layer i of j to unnamed files in dir,
+// checking the limits and the DiffID Apply would check.
+func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir string) (_ *aheadLayer, err error) {
 	cfg := newApplyConfig(u.cfg.applyOpts)
 	ra, err := u.p.ReaderAt(ctx, j.layers[i])
 	if err != nil {
@@ -119,14 +156,15 @@ func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir stri
 	if err != nil {
 		return nil, err
 	}
+	l := &aheadLayer{stream: f, files: map[int64]*os.File{}}
 	defer func() {
 		if err != nil {
-			f.Close()
+			l.close()
 		}
 	}()
 	bufp := applyBuffers.Get().(*[]byte)
 	defer applyBuffers.Put(bufp)
-	if _, err := io.CopyBuffer(onlyWriter{f}, ctxReader{ctx, s}, *bufp); err != nil {
+	if err := l.split(ctxReader{ctx, s}, dir, *bufp); err != nil {
 		return nil, err
 	}
 	if got := s.digest(); got != diffID {
@@ -135,13 +173,151 @@ func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir stri
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	return f, nil
+	return l, nil
+}
+
+// split writes the uncompressed layer r to l: the content of its large
+// regular files each to a file of its own, the rest to l.stream, leaving
+// holes where that content was. It reads r to its end: the DiffID covers
+// what follows the end-of-archive marker too. A stream that is not a tar
+// fails here, and its layer is then applied from its blob, which reports
+// the error as Apply does.
+func (l *aheadLayer) split(r io.Reader, dir string, buf []byte) error {
+	w := &holeWriter{f: l.stream, buf: buf[: 0 : len(buf)/2]}
+	buf = buf[len(buf)/2:]
+	tee := io.TeeReader(r, w)
+	tr := tar.NewReader(tee)
+	var drops dropQueue
+	defer drops.dropAll()
+	for n := int64(1); ; n++ {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if !ownAheadFile(hdr) || len(l.files) >= aheadFilesMax {
+			continue // its content, if any, goes to the stream as tr reads it
+		}
+		f, err := unnamedFile(dir)
+		if err != nil {
+			return err
+		}
+		l.files[n] = f
+		w.skip = true
+		_, err = io.CopyBuffer(onlyWriter{f}, tr, buf)
+		w.skip = false
+		if err != nil {
+			return err
+		}
+		drops.add(f, hdr.Size)
+	}
+	if _, err := io.CopyBuffer(onlyWriter{io.Discard}, tee, buf); err != nil {
+		return err
+	}
+	return w.finish()
+}
+
+// ownAheadFile reports whether the content of the entry hdr gets a file
+// of its own when its layer is decompressed ahead: a regular file of
+// aheadFileMin bytes or more, stored whole. A sparse file's content is not
+// what its entry stores, and stays in the stream.
+func ownAheadFile(hdr *tar.Header) bool {
+	if hdr.Typeflag != tar.TypeReg || hdr.Size < aheadFileMin {
+		return false
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return false
+		}
+	}
+	return true
+}
+
+// holeWriter writes a stream to a file through a buffer, and while skip is
+// set leaves the bytes written out: the file gets a hole of their length.
+type holeWriter struct {
+	f    *os.File
+	buf  []byte
+	off  int64 // the offset in f of buf[0]
+	skip bool
+}
+
+func (w *holeWriter) Write(p []byte) (int, error) {
+	if w.skip {
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+		w.off += int64(len(p))
+		return len(p), nil
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+		c := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+c]
+		p = p[c:]
+	}
+	return n, nil
+}
+
+func (w *holeWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
+		return err
+	}
+	w.off += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// finish writes what is buffered, and gives the file the stream's length,
+// a hole at its end included.
+func (w *holeWriter) finish() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.f.Truncate(w.off)
+}
+
+// dropQueue keeps the files a decompression ahead writes out of the page
+// cache, as the applier does with those it writes (see dropBehindMin): the
+// writeback of each starts as it is finished, and its pages are dropped
+// once written, retireQueue files behind.
+type dropQueue struct {
+	files []*os.File
+	sizes []int64
+}
+
+func (q *dropQueue) add(f *os.File, size int64) {
+	if pagecache.StartWriteback(f.Fd(), 0, size) != nil {
+		return
+	}
+	q.files, q.sizes = append(q.files, f), append(q.sizes, size)
+	if len(q.files) > retireQueue {
+		pagecache.WaitAndDrop(q.files[0].Fd(), 0, q.sizes[0])
+		q.files, q.sizes = q.files[1:], q.sizes[1:]
+	}
+}
+
+func (q *dropQueue) dropAll() {
+	for i, f := range q.files {
+		pagecache.WaitAndDrop(f.Fd(), 0, q.sizes[i])
+	}
+	q.files, q.sizes = nil, nil
 }
 
 // takeAhead returns layer i of j decompressed ahead, waiting for the
 // decompression to end, or nil when it was not decompressed ahead or that
-// failed. The caller closes the file.
-func (u *Unpacker) takeAhead(ctx context.Context, j *unpackJob, i int) (*os.File, error) {
+// failed. The caller closes it.
+func (u *Unpacker) takeAhead(ctx context.Context, j *unpackJob, i int) (*aheadLayer, error) {
 	u.mu.Lock()
 	a := j.ahead[i]
 	delete(j.ahead, i)
@@ -155,7 +331,7 @@ func (u *Unpacker) takeAhead(ctx context.Context, j *unpackJob, i int) (*os.File
 		a.discard()
 		return nil, fmt.Errorf("wait for layer %d to decompress: %w", i, ctx.Err())
 	}
-	return a.f, nil
+	return a.l, nil
 }
 
 // dropAhead discards every decompression ahead of j. The caller holds
@@ -180,6 +356,6 @@ func (r ctxReader) Read(p []byte) (int, error) {
 	return r.r.Read(p)
 }
 
-// onlyWriter hides a file's ReadFrom, so that io.CopyBuffer uses the
+// onlyWriter hides a writer's ReadFrom, so that io.CopyBuffer uses the
 // buffer.
 type onlyWriter struct{ io.Writer }

@@ -3,32 +3,40 @@
 package unpack
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
 )
 
 // TestDecompressAhead checks that a layer fetched while the one below it
-// still downloads is decompressed ahead, and then applied from that file:
-// layer 1's download waits until layer 2 has been read to its end, which
-// only a decompression ahead does, and every layer is read once.
+// still downloads is decompressed ahead, and then applied from what that
+// wrote, its large files included: layer 1's download waits until layer 2
+// has been read to its end, which only a decompression ahead does, and
+// every layer is read once.
 func TestDecompressAhead(t *testing.T) {
 	for _, mode := range []string{"directory", "snapshotter"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := testContext(t)
 			src := memory.New()
-			layers, entries := threeLayers(t)
-			img := writeImage(t, src, linuxAMD64, layers...)
+			entries := threeLayerEntries()
+			entries[1] = append(entries[1], largeEntries()...)
+			img := writeImage(t, src, linuxAMD64, threeImageLayers(t, entries)...)
 			p := newPipeline(src)
 			log := layer1WaitsForLayer2(p, img)
 
@@ -118,4 +126,174 @@ func layer1WaitsForLayer2(p *pipeline, img testImage) *countingProvider {
 		return nil
 	}
 	return newCountingProvider(log)
+}
+
+// largeEntries are entries of a layer whose content, decompressed ahead,
+// gets files of its own (aheadFileMin bytes and more), beside smaller ones:
+// with an owner, setuid, a time and an xattr, a hardlink to one, and one
+// replaced within the layer.
+func largeEntries() []tarEntry {
+	body := func(seed, n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(seed + i*i/7)
+		}
+		return string(b)
+	}
+	return []tarEntry{
+		tarDir("usr/bin", 0o755),
+		tarFile("usr/bin/tool", body(1, aheadFileMin+1000), 0o4755, tarOwner(1, 2),
+			tarMtime(time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)), tarXattr("user.origin", "ahead")),
+		tarHardlink("usr/bin/tool-link", "usr/bin/tool"),
+		tarFile("etc/small", "small", 0o640),
+		tarFile("data/exact", body(2, aheadFileMin), 0o600),
+		tarFile("data/replaced", body(3, 2*aheadFileMin), 0o644),
+		tarFile("data/replaced", body(4, aheadFileMin+512), 0o640),
+		tarFile("data/under", body(5, aheadFileMin-1), 0o644),
+	}
+}
+
+// largeEntriesOwnFiles are the entries of largeEntries, numbered from 1,
+// whose content gets a file of its own.
+var largeEntriesOwnFiles = []int64{2, 5, 6, 7}
+
+// splitLayer decompresses the layer tarball "ahead" into unnamed files in
+// dir, as an Unpacker does.
+func splitLayer(t *testing.T, dir string, tarball []byte) *aheadLayer {
+	t.Helper()
+	f, err := unnamedFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &aheadLayer{stream: f, files: map[int64]*os.File{}}
+	t.Cleanup(l.close)
+	if err := l.split(bytes.NewReader(tarball), dir, make([]byte, applyBufferSize)); err != nil {
+		t.Fatalf("split() error = %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestAheadLayerSplit checks what a layer decompressed ahead holds: each
+// large file's content in a file of its own, and the rest of the stream,
+// trailing padding included, at its offsets, with holes where that
+// content was.
+func TestAheadLayerSplit(t *testing.T) {
+	entries := largeEntries()
+	tarball := append(tarLayer(t, entries...), make([]byte, 7000)...) // padding after the end marker
+	dir := t.TempDir()
+	l := splitLayer(t, dir, tarball)
+
+	if got := slices.Sorted(maps.Keys(l.files)); !slices.Equal(got, largeEntriesOwnFiles) {
+		t.Fatalf("entries with files of their own = %v, want %v", got, largeEntriesOwnFiles)
+	}
+	want := bytes.Clone(tarball)
+	var held int64
+	for _, n := range largeEntriesOwnFiles {
+		body := entries[n-1].body
+		got, err := io.ReadAll(io.NewSectionReader(l.files[n], 0, 1<<40))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != body {
+			t.Errorf("entry %d: file holds %d bytes, want its %d bytes of content", n, len(got), len(body))
+		}
+		at := bytes.Index(tarball, []byte(body))
+		clear(want[at : at+len(body)])
+		held += int64(len(body))
+	}
+	stream, err := io.ReadAll(l.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stream, want) {
+		t.Errorf("stream (%d bytes) is not the layer (%d bytes) with zeros where the files' content was", len(stream), len(tarball))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(l.stream.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if used, most := st.Blocks*512, int64(len(tarball))-held+64<<10; used > most {
+		t.Errorf("stream uses %d bytes of disk, want at most %d: the files' content is in it", used, most)
+	}
+}
+
+// TestApplyAheadLayer checks that a layer decompressed ahead applies as
+// its stream does: its large files linked into place, or copied where
+// their files cannot be linked.
+func TestApplyAheadLayer(t *testing.T) {
+	ctx := testContext(t)
+	tarball := tarLayer(t, largeEntries()...)
+	wantRoot := t.TempDir()
+	if _, err := Apply(ctx, wantRoot, bytes.NewReader(tarball)); err != nil {
+		t.Fatal(err)
+	}
+	want := readTreeStates(t, wantRoot)
+	for _, mode := range []string{"linked", "copied"} {
+		t.Run(mode, func(t *testing.T) {
+			root := t.TempDir()
+			l := splitLayer(t, root, tarball)
+			inodes := map[int64]uint64{}
+			for n, f := range l.files {
+				if mode == "copied" {
+					f = unlinkable(t, root, f)
+					l.files[n] = f
+				}
+				var st unix.Stat_t
+				if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+					t.Fatal(err)
+				}
+				inodes[n] = st.Ino
+			}
+			diffID := digest.FromBytes(tarball)
+			res, err := Apply(ctx, root, l.stream, WithDiffID(diffID), withAhead(l))
+			if err != nil {
+				t.Fatalf("Apply() error = %v", err)
+			}
+			if res.DiffID != diffID || res.Size != int64(len(tarball)) {
+				t.Errorf("Apply() = %s, %d bytes, want %s, %d bytes", res.DiffID, res.Size, diffID, len(tarball))
+			}
+			if len(l.files) != 0 {
+				t.Errorf("%d files left untaken", len(l.files))
+			}
+			got := readTreeStates(t, root)
+			for p, w := range want {
+				g, ok := got[p]
+				switch {
+				case !ok:
+					t.Errorf("%s: missing", p)
+				case g.treeNode.String() != w.treeNode.String() || g.Nlink != w.Nlink ||
+					(w.Type == "file" && !g.Mtime.Equal(w.Mtime)): // directories made for their content get the time of day
+					t.Errorf("%s: %v mtime %v nlink %d, want %v mtime %v nlink %d", p, g.treeNode, g.Mtime, g.Nlink, w.treeNode, w.Mtime, w.Nlink)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("tree has %d entries, want %d", len(got), len(want))
+			}
+			// Entry 2 is usr/bin/tool: the very file decompressed ahead when
+			// linked, another when copied.
+			if linked := got["usr/bin/tool"].Ino == inodes[2]; linked != (mode == "linked") {
+				t.Errorf("usr/bin/tool is the file decompressed ahead: %v, want %v", linked, mode == "linked")
+			}
+		})
+	}
+}
+
+// unlinkable returns a copy of f in an unnamed file that no linkat(2) can
+// name (O_TMPFILE with O_EXCL), and closes f.
+func unlinkable(t *testing.T, dir string, f *os.File) *os.File {
+	t.Helper()
+	defer f.Close()
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := os.NewFile(uintptr(fd), "unlinkable")
+	if _, err := io.Copy(c, io.NewSectionReader(f, 0, 1<<40)); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
 }

@@ -58,15 +58,16 @@ type applyConfig struct {
 	ownership    func(uid, gid int) (int, int, error)
 	unprivileged bool
 	sync         bool
-	goGzip       bool // never an external gzip decompressor
-	verified     bool // the stream is diffID's, checked already: not hashed again
+	goGzip       bool        // never an external gzip decompressor
+	ahead        *aheadLayer // the layer, decompressed ahead: see withAhead
 }
 
-// withVerifiedStream tells Apply that the stream is known to be the
-// uncompressed layer whose digest WithDiffID gives (a layer decompressed
-// ahead, checked as it was written), so that it is not hashed again.
-func withVerifiedStream() ApplyOption {
-	return func(c *applyConfig) { c.verified = true }
+// withAhead tells Apply that its reader is l's stream: the uncompressed
+// layer whose digest WithDiffID gives, checked as it was written, so that
+// it is not hashed again, and whose large files l holds apart, to be
+// linked into place rather than copied.
+func withAhead(l *aheadLayer) ApplyOption {
+	return func(c *applyConfig) { c.ahead = l }
 }
 
 // WithDiffID makes [Apply] check the uncompressed digest of the layer
@@ -215,11 +216,11 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 	if !cfg.goGzip {
 		gzipCmd = gzipCommand()
 	}
-	if cfg.verified && cfg.diffID != "" {
-		alg = "" // not hashed: see withVerifiedStream
-	}
-	stream, err := newLayerStream(r, alg, cfg.maxSize, cfg.maxRatio, gzipCmd)
-	if err != nil {
+	var stream *layerStream
+	if cfg.ahead != nil {
+		alg = "" // not hashed: see withAhead
+		stream = newVerifiedStream(cfg.ahead.stream)
+	} else if stream, err = newLayerStream(r, alg, cfg.maxSize, cfg.maxRatio, gzipCmd); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply layer to %s: %w", root, err)
 	}
 	defer stream.Close()

@@ -409,6 +409,11 @@ func (a *applier) regular(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if err != nil {
 		return err
 	}
+	if a.cfg.ahead != nil {
+		if f := a.cfg.ahead.take(a.entries); f != nil {
+			return a.linkAhead(f, hdr, name, dir, base, p)
+		}
+	}
 	async := a.w != nil && !hasEntryXattrs(hdr)
 	if async {
 		a.w.reserve()
@@ -439,6 +444,45 @@ func (a *applier) regular(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 		err = f.utimes(entryTimes(hdr))
 	}
 	if cerr := f.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// linkAhead puts in place a regular file whose content was decompressed
+// ahead into the unnamed file f (see aheadLayer), by linking f there, or
+// by copying it where the tree cannot link it, and then sets the file's
+// owner, mode, xattrs and times. It closes f.
+func (a *applier) linkAhead(f *os.File, hdr *tar.Header, name, dir, base, p string) error {
+	defer f.Close()
+	var h fileHandle
+	var ne newEntry // unknown for a linked file: f was not created there
+	err := errNoLink
+	if lt, ok := a.t.(unnamedLinker); ok {
+		h, err = retryCleared(a, dir, base, p, func() (fileHandle, error) { return lt.linkUnnamed(f, dir, base) })
+	}
+	copyIn := errors.Is(err, errNoLink)
+	if copyIn {
+		h, err = retryCleared(a, dir, base, p, func() (fileHandle, error) {
+			h, created, err := a.t.create(dir, base, entryMode(hdr).Perm())
+			ne = created
+			return h, err
+		})
+	}
+	if err != nil {
+		return err
+	}
+	a.touched[p] = struct{}{}
+	if copyIn {
+		_, err = io.CopyBuffer(h, io.NewSectionReader(f, 0, hdr.Size), a.buf)
+	}
+	if err == nil {
+		err = a.fileMeta(h, hdr, name, ne)
+	}
+	if err == nil {
+		err = h.utimes(entryTimes(hdr))
+	}
+	if cerr := h.close(); err == nil {
 		err = cerr
 	}
 	return err

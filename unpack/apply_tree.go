@@ -53,6 +53,20 @@ type tree interface {
 	close()
 }
 
+// unnamedLinker is a tree that can give an unnamed file (see unnamedFile)
+// a name, as the files of a layer decompressed ahead get theirs.
+type unnamedLinker interface {
+	// linkUnnamed links f at name in dir and returns a handle on it, to
+	// set its metadata; closing the handle leaves f open. It fails with
+	// fs.ErrExist when something is at name, and with errNoLink when f
+	// cannot become a file there just as a file created there would.
+	linkUnnamed(f *os.File, dir, name string) (fileHandle, error)
+}
+
+// errNoLink says that an unnamed file cannot be linked where asked; its
+// content is then copied into a file created there.
+var errNoLink = errors.New("unnamed file cannot be linked here")
+
 // fileHandle is an open file or directory whose metadata the applier sets.
 type fileHandle interface {
 	Write(p []byte) (int, error)

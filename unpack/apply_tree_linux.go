@@ -338,6 +338,38 @@ func (t *fdTree) create(dir, name string, perm fs.FileMode) (fileHandle, newEntr
 	return f, newEntry{known: true, uid: t.euid, gid: r.gid, mode: perm.Perm() &^ r.umask}, nil
 }
 
+// linkUnnamed links the unnamed file f at name in dir: linkat(2) of the
+// descriptor itself, which needs CAP_DAC_READ_SEARCH, else of its
+// /proc/self/fd link. It refuses (errNoLink) where a file created there
+// would get another group, or a default ACL, than f has, and where linkat
+// fails for any reason but an existing name (another file system, no
+// /proc): creating the file reports what is wrong with the place, if
+// anything.
+func (t *fdTree) linkUnnamed(f *os.File, dir, name string) (fileHandle, error) {
+	d, err := t.dir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	var st unix.Stat_t
+	if r := t.rule(d); !r.known || unix.Fstat(fd, &st) != nil || int(st.Gid) != r.gid {
+		return nil, errNoLink
+	}
+	err = retryOnEINTR(func() error { return unix.Linkat(fd, "", d.fd, name, unix.AT_EMPTY_PATH) })
+	if err == unix.ENOENT || err == unix.EPERM {
+		err = retryOnEINTR(func() error {
+			return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), d.fd, name, unix.AT_SYMLINK_FOLLOW)
+		})
+	}
+	switch {
+	case err == unix.EEXIST:
+		return nil, &os.LinkError{Op: "linkat", Old: f.Name(), New: path.Join(dir, name), Err: err}
+	case err != nil:
+		return nil, errNoLink
+	}
+	return &fdFile{fd: fd, name: path.Join(dir, name), borrowed: true}, nil
+}
+
 func (t *fdTree) symlink(target, dir, name string) error {
 	d, err := t.dir(dir)
 	if err != nil {

@@ -124,6 +124,10 @@ type layerStream struct {
 
 	digester digest.Digester // owned by the hasher, then by the reader at the end
 
+	// direct, when not nil, is a stream read in place, with no goroutines:
+	// an uncompressed layer already verified, which can seek (see Seek).
+	direct io.ReadSeeker
+
 	// Owned by the reader.
 	cur  []byte // what is left of the chunk being read
 	held []byte // the buffer of that chunk, returned to free once read
@@ -214,6 +218,14 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, 
 	return s, nil
 }
 
+// newVerifiedStream returns the stream of an uncompressed layer whose
+// DiffID and limits were checked when f was written (a layer decompressed
+// ahead): it reads f in place, hashes nothing, and can seek, so that the
+// tar reader skips the content of files it does not read.
+func newVerifiedStream(f io.ReadSeeker) *layerStream {
+	return &layerStream{direct: f, closeDec: func() {}, stop: make(chan struct{})}
+}
+
 // hash hashes the chunks in order and passes them on to the reader.
 func (s *layerStream) hash() {
 	defer s.done.Done()
@@ -302,6 +314,17 @@ func (s *layerStream) fill(buf []byte) (int, error) {
 
 // Read hands out uncompressed bytes, hashed and counted.
 func (s *layerStream) Read(p []byte) (int, error) {
+	if s.direct != nil {
+		if s.err != nil {
+			return 0, s.err
+		}
+		n, err := s.direct.Read(p)
+		s.n += int64(n)
+		if err != nil {
+			s.err = err
+		}
+		return n, err
+	}
 	for len(s.cur) == 0 {
 		if s.err != nil {
 			return 0, s.err
@@ -352,8 +375,31 @@ func (s *layerStream) wrapErr(err error) error {
 	return fmt.Errorf("read layer: %w: %w", errdefs.ErrInvalidArgument, err)
 }
 
+// Seek moves a direct stream's position, counting the bytes skipped;
+// archive/tar uses it to skip an entry's content. Only io.SeekCurrent is
+// provided, and only by a direct stream: any other gets
+// errors.ErrUnsupported, on which archive/tar reads instead.
+func (s *layerStream) Seek(offset int64, whence int) (int64, error) {
+	if s.direct == nil || whence != io.SeekCurrent || s.err != nil {
+		return 0, errors.ErrUnsupported
+	}
+	pos, err := s.direct.Seek(offset, io.SeekCurrent)
+	if err != nil {
+		s.err = err
+		return 0, err
+	}
+	s.n = pos
+	return pos, nil
+}
+
 // drain reads the stream to its end, so that the digest covers it all.
 func (s *layerStream) drain() error {
+	if s.direct != nil {
+		if _, err := io.Copy(io.Discard, s); err != nil {
+			return s.wrapErr(err)
+		}
+		return nil
+	}
 	for {
 		s.cur = nil
 		if _, err := s.Read(nil); err == io.EOF {

@@ -114,7 +114,8 @@
 // download bottom first ([WithFetchWindow]), so that the bottom layer is
 // applied while those above it still download, and decompresses the next
 // two layers into unnamed temporary files while the one below them is
-// applied ([WithDecompressAhead]), so that layers decode on several cores.
+// applied ([WithDecompressAhead]), so that layers decode on several cores;
+// their large files are then linked into place, not copied.
 //
 // # Errors
 //

@@ -95,16 +95,21 @@ func WithFetchWindow(n int64) Option {
 // WithDecompressAhead sets how many layers an [Unpacker] decompresses
 // ahead of the one it applies. Layers are applied in order, one at a time,
 // and a gzip stream decodes on one core; with n > 0, the next n layers
-// whose blobs are in the store decompress meanwhile, on other cores, each
-// into an unnamed temporary file (O_TMPFILE) in the target's file system,
-// with its size and ratio limits and its DiffID checked. When its turn
-// comes, the layer is applied from that file without hashing it again, and
-// the file is gone once closed, a crash included. The cost is disk space
-// (up to the uncompressed size of n layers, beside the image) and one more
-// write and read of each layer decompressed ahead. While a file waits its
-// turn, its pages sit in the page cache, charged to the memory cgroup of
-// the process that unpacks; where the cgroup has less room than that, the
-// kernel writes them to disk, and reads them back for the apply.
+// whose blobs are in the store decompress meanwhile, on other cores, into
+// unnamed temporary files (O_TMPFILE) in the target's file system, with
+// their size and ratio limits and their DiffID checked. The content of each
+// regular file of 1 MiB or more goes to a file of its own (up to 256 per
+// layer), the rest of the tar stream to one more. When its turn comes, the
+// layer is applied from those files without hashing it again: its large
+// files are linked into place (linkat(2)), not copied, so that their
+// content is written once; where a file cannot be linked (another file
+// system inside the target, a directory whose new files get another group
+// or a default ACL), it is copied. Files not linked are gone once closed,
+// a crash included. The cost is disk space, up to the uncompressed size of
+// n layers beside the image, and a second write and read of what a layer
+// holds besides its large files. The large files leave the page cache as
+// they are written; while the rest waits its turn, its pages sit in the
+// page cache, charged to the memory cgroup of the process that unpacks.
 //
 // It applies to [NewDirUnpacker] and to Unpackers whose snapshotter is a
 // [*Directory], on Linux; other snapshotters do not say where there is
@@ -595,7 +600,7 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 // applyToDir applies layer i of j straight into the Unpacker's directory,
 // from the file it was decompressed ahead into, or from its blob.
 func (u *Unpacker) applyToDir(ctx context.Context, j *unpackJob, i int) error {
-	err := u.withLayer(ctx, j, i, func(src *os.File) error {
+	err := u.withLayer(ctx, j, i, func(src *aheadLayer) error {
 		return applyFrom(ctx, u.p, j.layers[i], src, u.dir, append(slices.Clip(u.cfg.applyOpts), WithDiffID(j.diffIDs[i])))
 	})
 	if err != nil {
@@ -607,7 +612,7 @@ func (u *Unpacker) applyToDir(ctx context.Context, j *unpackJob, i int) error {
 // applySnapshot applies layer i of j onto the Unpacker's snapshotter, from
 // the file it was decompressed ahead into, or from its blob.
 func (u *Unpacker) applySnapshot(ctx context.Context, j *unpackJob, i int) (applied bool, err error) {
-	err = u.withLayer(ctx, j, i, func(src *os.File) error {
+	err = u.withLayer(ctx, j, i, func(src *aheadLayer) error {
 		applied, err = applyShared(ctx, u.sn, u.p, j.manifest, j.layers, j.diffIDs, j.chainIDs, i, src, u.cfg.applyOpts)
 		return err
 	})
@@ -615,25 +620,25 @@ func (u *Unpacker) applySnapshot(ctx context.Context, j *unpackJob, i int) (appl
 }
 
 // withLayer calls fn with layer i of j decompressed ahead, or with nil
-// when it was not, and then closes the file.
-func (u *Unpacker) withLayer(ctx context.Context, j *unpackJob, i int, fn func(src *os.File) error) error {
+// when it was not, and then closes what is left of it.
+func (u *Unpacker) withLayer(ctx context.Context, j *unpackJob, i int, fn func(src *aheadLayer) error) error {
 	src, err := u.takeAhead(ctx, j, i)
 	if err != nil {
 		return err
 	}
 	if src != nil {
-		defer src.Close()
+		defer src.close()
 	}
 	return fn(src)
 }
 
-// applyFrom applies layer l into dir from src, its uncompressed stream
-// decompressed ahead, or from its blob in p when src is nil.
-func applyFrom(ctx context.Context, p content.Provider, l ocispec.Descriptor, src *os.File, dir string, opts []ApplyOption) error {
+// applyFrom applies layer l into dir from src, the layer decompressed
+// ahead, or from its blob in p when src is nil.
+func applyFrom(ctx context.Context, p content.Provider, l ocispec.Descriptor, src *aheadLayer, dir string, opts []ApplyOption) error {
 	if src == nil {
 		return applyBlob(ctx, p, l, dir, opts)
 	}
-	_, err := Apply(ctx, dir, src, append(opts, withVerifiedStream())...)
+	_, err := Apply(ctx, dir, src.stream, append(opts, withAhead(src))...)
 	return err
 }
 
@@ -778,7 +783,7 @@ func joinFlight(sn Snapshotter, chainID digest.Digest) (end func(), busy <-chan 
 // committed, taking turns with the other applies of that chainID in this
 // process. It reports whether it applied the layer.
 func applyShared(ctx context.Context, sn Snapshotter, p content.Provider, manifest ocispec.Descriptor,
-	layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, i int, src *os.File, applyOpts []ApplyOption) (bool, error) {
+	layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, i int, src *aheadLayer, applyOpts []ApplyOption) (bool, error) {
 	for {
 		end, busy := joinFlight(sn, chainIDs[i])
 		if busy != nil {
@@ -801,7 +806,7 @@ func applyShared(ctx context.Context, sn Snapshotter, p content.Provider, manife
 // applyLayer prepares a snapshot on the layer below, applies the layer,
 // and commits it as chainIDs[i]. On failure the snapshot is removed.
 func applyLayer(ctx context.Context, sn Snapshotter, p content.Provider, layer ocispec.Descriptor,
-	diffID digest.Digest, chainIDs []digest.Digest, i int, src *os.File, applyOpts []ApplyOption) (applied bool, err error) {
+	diffID digest.Digest, chainIDs []digest.Digest, i int, src *aheadLayer, applyOpts []ApplyOption) (applied bool, err error) {
 	chainID := chainIDs[i].String()
 	if ok, err := isCommitted(ctx, sn, chainIDs[i]); err != nil || ok {
 		return false, err

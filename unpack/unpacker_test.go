@@ -33,16 +33,26 @@ func testContext(t *testing.T) context.Context {
 // threeLayers returns three layers, plain, gzip and zstd, where the second
 // removes what the first made and the third adds to the second.
 func threeLayers(t *testing.T) ([]imageLayer, [][]tarEntry) {
-	entries := [][]tarEntry{
+	entries := threeLayerEntries()
+	return threeImageLayers(t, entries), entries
+}
+
+func threeLayerEntries() [][]tarEntry {
+	return [][]tarEntry{
 		{tarDir("etc", 0o755), tarFile("etc/os-release", "base", 0o644), tarFile("etc/gone", "x", 0o600), tarSymlink("lib", "usr/lib")},
 		{tarWhiteout("etc/.wh.gone"), tarDir("usr/lib", 0o755), tarFile("usr/lib/libc.so", "libc", 0o755), tarHardlink("etc/copy", "etc/os-release")},
 		{tarFile("app/main", "app", 0o755), tarFile("etc/os-release", "top", 0o644)},
 	}
+}
+
+// threeImageLayers makes the first layer plain, the second gzip and the
+// third zstd.
+func threeImageLayers(t *testing.T, entries [][]tarEntry) []imageLayer {
 	return []imageLayer{
 		plainLayer(t, tarLayer(t, entries[0]...)),
 		gzipImageLayer(t, tarLayer(t, entries[1]...)),
 		zstdImageLayer(t, tarLayer(t, entries[2]...)),
-	}, entries
+	}
 }
 
 // wantTree applies layers directly into a fresh directory, without
