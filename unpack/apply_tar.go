@@ -436,7 +436,12 @@ func (a *applier) regular(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if async {
 		return a.writeAsync(ctx, f, tr, hdr, ne)
 	}
-	err = a.copy(ctx, f, tr)
+	return a.finishFile(f, hdr, name, ne, a.copy(ctx, f, tr))
+}
+
+// finishFile sets the owner, mode, xattrs and times of the regular file f,
+// unless putting its content in failed with err, and closes it.
+func (a *applier) finishFile(f fileHandle, hdr *tar.Header, name string, ne newEntry, err error) error {
 	if err == nil {
 		err = a.fileMeta(f, hdr, name, ne)
 	}
@@ -476,16 +481,7 @@ func (a *applier) linkAhead(f *os.File, hdr *tar.Header, name, dir, base, p stri
 	if copyIn {
 		_, err = io.CopyBuffer(h, io.NewSectionReader(f, 0, hdr.Size), a.buf)
 	}
-	if err == nil {
-		err = a.fileMeta(h, hdr, name, ne)
-	}
-	if err == nil {
-		err = h.utimes(entryTimes(hdr))
-	}
-	if cerr := h.close(); err == nil {
-		err = cerr
-	}
-	return err
+	return a.finishFile(h, hdr, name, ne, err)
 }
 
 // writeAsync hands the content of the file f, and what is left to set on
