@@ -19,11 +19,13 @@ const module = "github.com/pullkit/pullkit"
 // and resolve share (status classes, URL redaction, Retry-After), so that
 // they cannot drift apart. internal/pagecache holds the page cache
 // control content/local and unpack share (writeback, then drop).
+// internal/compresstest holds the gzip and zstd helpers of tests.
 var mayImport = map[string][]string{
 	"reference":                        nil,
 	"internal/httpx":                   nil,
 	"internal/pagecache":               nil,
 	"internal/pagecache/pagecachetest": {"internal/pagecache"},
+	"internal/compresstest":            nil,
 	"content":                          nil,
 	"content/local":                    {"content", "internal/pagecache"},
 	"content/memory":                   {"content"},

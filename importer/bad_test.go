@@ -18,6 +18,7 @@ import (
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/platforms"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 func TestImportBadArchives(t *testing.T) {
@@ -101,7 +102,7 @@ func TestImportBadArchives(t *testing.T) {
 		{"not a tar", nil, bytes.Repeat([]byte("garbage!"), 200), nil, ErrInvalidArchive},
 		{"empty input", nil, []byte{}, nil, ErrInvalidArchive},
 		{"truncated archive", nil, tarball(t, good...)[:1000], nil, ErrInvalidArchive},
-		{"truncated gzip archive", nil, func() []byte { b := gzipBytes(t, tarball(t, good...)); return b[:len(b)-20] }(), nil, ErrInvalidArchive},
+		{"truncated gzip archive", nil, func() []byte { b := compresstest.Gzip(tarball(t, good...)); return b[:len(b)-20] }(), nil, ErrInvalidArchive},
 		{"xz archive", nil, append([]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, make([]byte, 100)...), nil, ErrUnsupported},
 		{"trailing garbage", nil, append(tarball(t, good...), bytes.Repeat([]byte{1}, maxTrailing+1)...), nil, ErrInvalidArchive},
 		{"bad name prefix", good, nil, []Option{WithNamePrefix("app:1")}, errdefs.ErrInvalidArgument},

@@ -9,6 +9,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/content/local"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // BenchmarkImport imports a docker save archive of one 64 MiB layer into a
@@ -25,7 +26,7 @@ func BenchmarkImport(b *testing.B) {
 	for _, c := range []compression{plain, gzipped} {
 		l := layer{blob: raw, diffID: digest.FromBytes(raw), comp: c}
 		if c == gzipped {
-			l.blob = gzipBytes(b, raw)
+			l.blob = compresstest.Gzip(raw)
 		}
 		archive := tarball(b, dockerSave(newSaved([]string{"bench:1"}, "linux/amd64", l))...)
 		b.Run(c.String(), func(b *testing.B) {

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/content/memory"
+	"github.com/pullkit/pullkit/internal/compresstest"
 	"github.com/pullkit/pullkit/reference"
 )
 
@@ -118,8 +119,8 @@ func FuzzImport(f *testing.F) {
 	img := newSaved([]string{"fuzz:1"}, "linux/amd64", l, gz)
 	save := tarball(f, dockerSave(img)...)
 	f.Add(save)
-	f.Add(gzipBytes(f, save))
-	f.Add(zstdBytes(f, save))
+	f.Add(compresstest.Gzip(save))
+	f.Add(compresstest.Zstd(save))
 	o := newLayout()
 	m := o.image("linux/amd64", l)
 	f.Add(tarball(f, o.files(withName(o.indexOf(withPlatform(m, "linux/amd64")), ocispec.AnnotationRefName, "v1"))...))

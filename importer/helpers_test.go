@@ -12,14 +12,13 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // file is one entry of a test archive.
@@ -76,27 +75,6 @@ func tarball(t testing.TB, files ...file) []byte {
 	return buf.Bytes()
 }
 
-func gzipBytes(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func zstdBytes(t testing.TB, b []byte) []byte {
-	t.Helper()
-	zw, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zw.Close()
-	return zw.EncodeAll(b, nil)
-}
-
 // layer is a test layer: a tar of a few files, maybe compressed.
 type layer struct {
 	blob   []byte        // the bytes as shipped
@@ -116,9 +94,9 @@ func newLayer(t testing.TB, c compression, names ...string) layer {
 	l := layer{blob: raw, diffID: digest.FromBytes(raw), comp: c}
 	switch c {
 	case gzipped:
-		l.blob = gzipBytes(t, raw)
+		l.blob = compresstest.Gzip(raw)
 	case zstded:
-		l.blob = zstdBytes(t, raw)
+		l.blob = compresstest.Zstd(raw)
 	}
 	return l
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/platforms"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 func TestImportShapes(t *testing.T) {
@@ -128,12 +129,12 @@ func TestImportShapes(t *testing.T) {
 		},
 		{
 			name:    "docker save, gzip-wrapped",
-			archive: gzipBytes(t, tarball(t, dockerSave(ubuntu)...)),
+			archive: compresstest.Gzip(tarball(t, dockerSave(ubuntu)...)),
 			want:    []string{"docker.io/library/ubuntu:22.04", "docker.io/library/ubuntu:latest"},
 		},
 		{
 			name:    "docker save, zstd-wrapped, compressed layers inside",
-			archive: zstdBytes(t, tarball(t, dockerSave(newSaved([]string{"z:1"}, "linux/amd64", gz, zs))...)),
+			archive: compresstest.Zstd(tarball(t, dockerSave(newSaved([]string{"z:1"}, "linux/amd64", gz, zs))...)),
 			want:    []string{"docker.io/library/z:1"},
 		},
 		{
@@ -157,7 +158,7 @@ func TestImportShapes(t *testing.T) {
 		},
 		{
 			name:       "OCI layout, gzip-wrapped, index missing a platform",
-			archive:    gzipBytes(t, tarball(t, sparse.files(withName(sparseIdx, annotationImageName, "quay.io/x/y:z"))...)),
+			archive:    compresstest.Gzip(tarball(t, sparse.files(withName(sparseIdx, annotationImageName, "quay.io/x/y:z"))...)),
 			want:       []string{"quay.io/x/y:z"},
 			wantTarget: sparseIdx.Digest,
 		},

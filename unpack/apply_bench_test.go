@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // BenchmarkApply applies a layer shaped like a small distribution: many
@@ -41,8 +43,8 @@ func BenchmarkApply(b *testing.B) {
 		stream []byte
 	}{
 		{"plain", plain},
-		{"gzip", gzipLayer(b, plain)},
-		{"zstd", zstdLayer(b, plain)},
+		{"gzip", compresstest.Gzip(plain)},
+		{"zstd", compresstest.Zstd(plain)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(plain)))

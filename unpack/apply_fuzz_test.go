@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // FuzzApply applies arbitrary streams to a root beside a canary directory.
@@ -41,8 +43,8 @@ func FuzzApply(f *testing.F) {
 		plain := tarLayer(f, entries...)
 		f.Add(plain)
 		if i < 4 { // a few compressed ones; the fuzzer mutates the rest
-			f.Add(gzipLayer(f, plain))
-			f.Add(zstdLayer(f, plain))
+			f.Add(compresstest.Gzip(plain))
+			f.Add(compresstest.Zstd(plain))
 		}
 	}
 	f.Add(sparseTarLayer("sparse", 1<<30, 1<<30-5, "hello"))

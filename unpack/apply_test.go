@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // applyLayers applies each layer in turn and returns the last result.
@@ -563,8 +564,8 @@ func TestApplySparseFile(t *testing.T) {
 func TestApplyCompression(t *testing.T) {
 	plain := tarLayer(t, tarDir("etc", 0o755), tarFile("etc/hostname", "pullkit\n", 0o644), tarSymlink("link", "etc/hostname"))
 	padded := append(slices.Clone(plain), make([]byte, 10240-len(plain)%10240)...)
-	twoMembers := append(gzipLayer(t, plain[:700]), gzipLayer(t, plain[700:])...)
-	skippable := append([]byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'm', 'e', 't', 'a'}, zstdLayer(t, plain)...)
+	twoMembers := append(compresstest.Gzip(plain[:700]), compresstest.Gzip(plain[700:])...)
+	skippable := append([]byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'm', 'e', 't', 'a'}, compresstest.Zstd(plain)...)
 	want := map[string]treeNode{
 		"etc":          treeDir(0o755),
 		"etc/hostname": treeFile("pullkit\n", 0o644),
@@ -576,12 +577,12 @@ func TestApplyCompression(t *testing.T) {
 		uncompressed []byte
 	}{
 		{"plain", plain, plain},
-		{"gzip", gzipLayer(t, plain), plain},
-		{"zstd", zstdLayer(t, plain), plain},
+		{"gzip", compresstest.Gzip(plain), plain},
+		{"zstd", compresstest.Zstd(plain), plain},
 		{"gzip with two members", twoMembers, plain},
 		{"zstd after a skippable frame", skippable, plain},
 		{"plain with record padding", padded, padded},
-		{"gzip with record padding", gzipLayer(t, padded), padded},
+		{"gzip with record padding", compresstest.Gzip(padded), padded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -612,7 +613,7 @@ func TestApplyEmptyLayers(t *testing.T) {
 		want   digest.Digest
 	}{
 		{"empty tar", make([]byte, 1024), emptyTar},
-		{"empty tar, gzip", gzipLayer(t, make([]byte, 1024)), emptyTar},
+		{"empty tar, gzip", compresstest.Gzip(make([]byte, 1024)), emptyTar},
 		{"no bytes at all", nil, digest.FromBytes(nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -647,7 +648,7 @@ func TestApplyDiffID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(gzipLayer(t, plain)), WithDiffID(tt.diffID))
+			res, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(compresstest.Gzip(plain)), WithDiffID(tt.diffID))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Apply() error = %v, want %v", err, tt.wantErr)
 			}
@@ -756,7 +757,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 
 func TestApplyErrors(t *testing.T) {
 	plain := tarLayer(t, tarFile("f", strings.Repeat("data", 1000), 0o644))
-	gz := gzipLayer(t, plain)
+	gz := compresstest.Gzip(plain)
 	errSource := fmt.Errorf("connection reset: %w", errdefs.ErrUnavailable)
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -849,8 +850,8 @@ func TestDetectCompression(t *testing.T) {
 		{"tar", plain, Uncompressed},
 		{"tar named like gzip", gzName, Uncompressed},
 		{"tar named like bzip2", bzName, Uncompressed},
-		{"gzip", gzipLayer(t, plain), Gzip},
-		{"zstd", zstdLayer(t, plain), Zstd},
+		{"gzip", compresstest.Gzip(plain), Gzip},
+		{"zstd", compresstest.Zstd(plain), Zstd},
 		{"zstd skippable frame", []byte{0x5e, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}, Zstd},
 		{"short", []byte{0x1f}, Uncompressed},
 	}

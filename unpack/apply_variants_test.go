@@ -26,6 +26,7 @@ import (
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // The test binary stands in for an external gzip decompressor (igzip,
@@ -115,7 +116,7 @@ func TestApplyExternalGzip(t *testing.T) {
 	entries = append(entries, tarSymlink("link", "d1/f1"), tarHardlink("hard", "d2/f2"))
 	plain := tarLayer(t, entries...)
 	padded := append(slices.Clone(plain), make([]byte, 10240-len(plain)%10240)...)
-	twoMembers := append(gzipLayer(t, plain[:5000]), gzipLayer(t, plain[5000:])...)
+	twoMembers := append(compresstest.Gzip(plain[:5000]), compresstest.Gzip(plain[5000:])...)
 	want := func(t *testing.T, stream []byte) (map[string]treeNode, ApplyResult) {
 		root := t.TempDir()
 		res, err := Apply(context.Background(), root, bytes.NewReader(stream), WithExternalDecompressor(false))
@@ -129,9 +130,9 @@ func TestApplyExternalGzip(t *testing.T) {
 		stream       []byte
 		uncompressed []byte
 	}{
-		{"gzip", gzipLayer(t, plain), plain},
+		{"gzip", compresstest.Gzip(plain), plain},
 		{"two members", twoMembers, plain},
-		{"record padding", gzipLayer(t, padded), padded},
+		{"record padding", compresstest.Gzip(padded), padded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(runsOf(t, pids))
@@ -165,11 +166,11 @@ func TestApplyExternalGzip(t *testing.T) {
 func TestApplyExternalGzipErrors(t *testing.T) {
 	pids := useFakeGunzip(t)
 	plain := tarLayer(t, tarFile("f", strings.Repeat("data", 1000), 0o644))
-	gz := gzipLayer(t, plain)
+	gz := compresstest.Gzip(plain)
 	errSource := fmt.Errorf("connection reset: %w", errdefs.ErrUnavailable)
 	// An unsafe entry first, then far more content than the pipes hold:
 	// Apply stops reading while the program still writes.
-	big := gzipLayer(t, tarLayer(t, tarFile("../escape", "x", 0o644), tarFile("big", strings.Repeat("z", 8<<20), 0o644)))
+	big := compresstest.Gzip(tarLayer(t, tarFile("../escape", "x", 0o644), tarFile("big", strings.Repeat("z", 8<<20), 0o644)))
 	tests := []struct {
 		name    string
 		stream  io.Reader
@@ -215,7 +216,7 @@ func TestApplyExternalDecompressorChoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	useGzipCommand(t, falsePath)
-	gz := gzipLayer(t, tarLayer(t, tarFile("f", "x", 0o644)))
+	gz := compresstest.Gzip(tarLayer(t, tarFile("f", "x", 0o644)))
 	_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(gz))
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("Apply() with a failing decompressor error = %v, want InvalidArgument with its message", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
 
 // imageLayer is a layer blob as a registry serves it.
@@ -35,11 +36,11 @@ func plainLayer(t testing.TB, tarball []byte) imageLayer {
 }
 
 func gzipImageLayer(t testing.TB, tarball []byte) imageLayer {
-	return imageLayer{blob: gzipLayer(t, tarball), diffID: digest.FromBytes(tarball), mediaType: ocispec.MediaTypeImageLayerGzip}
+	return imageLayer{blob: compresstest.Gzip(tarball), diffID: digest.FromBytes(tarball), mediaType: ocispec.MediaTypeImageLayerGzip}
 }
 
 func zstdImageLayer(t testing.TB, tarball []byte) imageLayer {
-	return imageLayer{blob: zstdLayer(t, tarball), diffID: digest.FromBytes(tarball), mediaType: ocispec.MediaTypeImageLayerZstd}
+	return imageLayer{blob: compresstest.Zstd(tarball), diffID: digest.FromBytes(tarball), mediaType: ocispec.MediaTypeImageLayerZstd}
 }
 
 // testImage is an image written to a store.

@@ -2,7 +2,6 @@ package schema1
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -14,26 +13,14 @@ import (
 
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/fetch"
+	"github.com/pullkit/pullkit/internal/compresstest"
 )
-
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 func TestDigestLayer(t *testing.T) {
 	plain := bytes.Repeat([]byte("tar!"), 3000)
-	gz := gzipped(t, plain)
-	twoMembers := append(gzipped(t, plain[:5000]), gzipped(t, plain[5000:])...)
-	bomb := gzipped(t, make([]byte, 1<<20))
+	gz := compresstest.Gzip(plain)
+	twoMembers := append(compresstest.Gzip(plain[:5000]), compresstest.Gzip(plain[5000:])...)
+	bomb := compresstest.Gzip(make([]byte, 1<<20))
 
 	tests := []struct {
 		name           string
@@ -98,7 +85,7 @@ func TestEmptyLayerDigest(t *testing.T) {
 
 // The tee hands over a diff ID only for a stream read whole, to its end.
 func TestTeeFetcher(t *testing.T) {
-	blob := gzipped(t, bytes.Repeat([]byte("x"), 100000))
+	blob := compresstest.Gzip(bytes.Repeat([]byte("x"), 100000))
 	desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
 	src := fetch.FetcherFunc(func(context.Context, ocispec.Descriptor) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(blob)), nil
