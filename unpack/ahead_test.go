@@ -3,6 +3,7 @@
 package unpack
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -296,4 +297,44 @@ func unlinkable(t *testing.T, dir string, f *os.File) *os.File {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestVerifiedStreamSkips checks that the stream of a layer decompressed
+// ahead lets archive/tar seek over the content it does not read, the holes
+// of files linked into place, rather than read it, and still counts it.
+func TestVerifiedStreamSkips(t *testing.T) {
+	big := strings.Repeat("x", 4<<20)
+	tarball := tarLayer(t, tarFile("big", big, 0o644), tarFile("small", "small", 0o644))
+	src := &countingReadSeeker{ReadSeeker: bytes.NewReader(tarball)}
+	s := newVerifiedStream(src)
+	defer s.Close()
+	tr := tar.NewReader(s)
+	for {
+		if _, err := tr.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if src.read >= int64(len(big)) {
+		t.Errorf("read %d bytes of a %d-byte layer, want the 4 MiB file skipped", src.read, len(tarball))
+	}
+	if s.size() != int64(len(tarball)) {
+		t.Errorf("size() = %d, want %d", s.size(), len(tarball))
+	}
+}
+
+// countingReadSeeker counts the bytes read through it.
+type countingReadSeeker struct {
+	io.ReadSeeker
+	read int64
+}
+
+func (c *countingReadSeeker) Read(p []byte) (int, error) {
+	n, err := c.ReadSeeker.Read(p)
+	c.read += int64(n)
+	return n, err
 }
