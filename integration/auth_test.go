@@ -46,7 +46,7 @@ func TestPullHtpasswd(t *testing.T) {
 		"path":  htpasswd,
 	}))
 	push := pusher{base: reg.URL, authorize: func(req *http.Request, _ string) { req.SetBasicAuth(user, password) }}
-	img := buildImage(t, "htpasswd", linuxAMD64, true)
+	img := buildImage("htpasswd", linuxAMD64, true)
 	push.image(t, "private/app", "v1", img)
 	ref := reg.Host + "/private/app:v1"
 
@@ -318,7 +318,7 @@ func TestPullToken(t *testing.T) {
 				}
 				req.Header.Set("Authorization", "Bearer "+token)
 			}}
-			idx := buildIndex(t, false, buildImage(t, "token-amd64", linuxAMD64, false), buildImage(t, "token-arm64", linuxARM64, false))
+			idx := buildIndex(false, buildImage("token-amd64", linuxAMD64, false), buildImage("token-arm64", linuxARM64, false))
 			push.index(t, "team/app", "v1", idx)
 			push.index(t, "team/private", "v1", idx)
 

@@ -27,9 +27,9 @@ func direct(r loggedRequest) bool { return r.Header.Get(directHeader) != "" }
 func TestPullMirror(t *testing.T) {
 	upstream := startRegistry(t, nil)
 	push := pusher{base: upstream.URL}
-	idx := buildIndex(t, true, buildImage(t, "mirror-amd64", linuxAMD64, true), buildImage(t, "mirror-arm64", linuxARM64, true))
+	idx := buildIndex(true, buildImage("mirror-amd64", linuxAMD64, true), buildImage("mirror-arm64", linuxARM64, true))
 	push.index(t, "library/multi", "v1", idx)
-	single := buildImage(t, "mirror-single", linuxAMD64, false)
+	single := buildImage("mirror-single", linuxAMD64, false)
 	push.image(t, "library/single", "v1", single)
 
 	mirror := startRegistry(t, nil, withProxy(upstream.URL))
@@ -59,7 +59,7 @@ func TestPullMirror(t *testing.T) {
 		if n := mirror.log.count(requestFor("/library/multi/manifests/" + want.Manifest.Digest.String())); n == 0 {
 			t.Errorf("the mirror was not asked for the platform's manifest")
 		}
-		for d := range want.blobs() {
+		for d := range want.Blobs() {
 			if d == want.Manifest.Digest {
 				continue
 			}
@@ -86,7 +86,7 @@ func TestPullMirror(t *testing.T) {
 			t.Fatalf("Pull(%q) error = %v", ref, err)
 		}
 		checkPulled(t, img, store, names, ref, single.Manifest, single)
-		for d := range single.blobs() {
+		for d := range single.Blobs() {
 			if n := upstream.log.count(func(r loggedRequest) bool { return direct(r) && requestFor("/blobs/"+d.String())(r) }); n == 0 && d != single.Manifest.Digest {
 				t.Errorf("blob %s was not fetched from the upstream directly", d)
 			}

@@ -32,7 +32,7 @@ func TestPullTLS(t *testing.T) {
 	t.Cleanup(pushTransport.CloseIdleConnections)
 	push := pusher{base: reg.URL, client: &http.Client{Transport: pushTransport}}
 
-	idx := buildIndex(t, false, buildImage(t, "tls-amd64", linuxAMD64, false), buildImage(t, "tls-arm64", linuxARM64, false))
+	idx := buildIndex(false, buildImage("tls-amd64", linuxAMD64, false), buildImage("tls-arm64", linuxARM64, false))
 	push.index(t, "secure/app", "v1", idx)
 	ref := reg.Host + "/secure/app:v1"
 
