@@ -93,8 +93,9 @@ func setPipeSize(f *os.File, n int) {
 }
 
 // unnamedFile creates a file with no name in dir's file system
-// (O_TMPFILE): it is never visible, and is gone once closed, a crash
-// included. File systems without O_TMPFILE refuse it.
+// (O_TMPFILE): it is not visible until it is linked into place (see
+// fdTree.linkUnnamed), and is gone once closed unlinked, a crash included.
+// File systems without O_TMPFILE refuse it.
 func unnamedFile(dir string) (*os.File, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
