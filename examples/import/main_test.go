@@ -13,11 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/content/local"
 	"github.com/pullkit/pullkit/importer"
+	"github.com/pullkit/pullkit/internal/compresstest"
 	"github.com/pullkit/pullkit/unpack"
 )
 
@@ -58,12 +58,8 @@ func dockerSave(t *testing.T, tag string) ([]byte, digest.Digest) {
 
 func TestRunFile(t *testing.T) {
 	archive, cfg := dockerSave(t, "hello:1")
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(archive)
-	zw.Close()
 	file := filepath.Join(t.TempDir(), "hello.tar.gz")
-	if err := os.WriteFile(file, gz.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(file, compresstest.Gzip(archive), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	storeDir := filepath.Join(t.TempDir(), "store")

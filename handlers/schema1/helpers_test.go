@@ -20,6 +20,7 @@ import (
 	"github.com/pullkit/pullkit/fetch"
 	"github.com/pullkit/pullkit/handlers"
 	"github.com/pullkit/pullkit/handlers/schema1"
+	"github.com/pullkit/pullkit/internal/compresstest"
 	"github.com/pullkit/pullkit/resolve/registrytest"
 )
 
@@ -111,15 +112,11 @@ func (f *fixture) convert(t *testing.T, fetcher fetch.Fetcher, opts ...schema1.C
 // digest is not schema1.EmptyLayer.
 func goEmptyTarGzip(t *testing.T) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := tar.NewWriter(zw).Close(); err != nil {
+	var tarball bytes.Buffer
+	if err := tar.NewWriter(&tarball).Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return compresstest.Gzip(tarball.Bytes())
 }
 
 // markThrowaway sets "throwaway": true in the v1Compatibility of the
