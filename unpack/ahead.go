@@ -291,28 +291,33 @@ func (w *holeWriter) finish() error {
 // cache, as the applier does with those it writes (see dropBehindMin): the
 // writeback of each starts as it is finished, and its pages are dropped
 // once written, retireQueue files behind.
-type dropQueue struct {
-	files []*os.File
-	sizes []int64
+type dropQueue []droppedFile
+
+// droppedFile is a file whose first size bytes are being written back.
+type droppedFile struct {
+	f    *os.File
+	size int64
 }
 
 func (q *dropQueue) add(f *os.File, size int64) {
 	if pagecache.StartWriteback(f.Fd(), 0, size) != nil {
 		return
 	}
-	q.files, q.sizes = append(q.files, f), append(q.sizes, size)
-	if len(q.files) > retireQueue {
-		pagecache.WaitAndDrop(q.files[0].Fd(), 0, q.sizes[0])
-		q.files, q.sizes = q.files[1:], q.sizes[1:]
+	*q = append(*q, droppedFile{f, size})
+	if len(*q) > retireQueue {
+		(*q)[0].drop()
+		*q = (*q)[1:]
 	}
 }
 
 func (q *dropQueue) dropAll() {
-	for i, f := range q.files {
-		pagecache.WaitAndDrop(f.Fd(), 0, q.sizes[i])
+	for _, d := range *q {
+		d.drop()
 	}
-	q.files, q.sizes = nil, nil
+	*q = nil
 }
+
+func (d droppedFile) drop() { pagecache.WaitAndDrop(d.f.Fd(), 0, d.size) }
 
 // takeAhead returns layer i of j decompressed ahead, waiting for the
 // decompression to end, or nil when it was not decompressed ahead or that
