@@ -3,6 +3,7 @@ package unpack
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,5 +53,30 @@ func TestApplyDropsLargeFilesFromCache(t *testing.T) {
 	}
 	if got := pagecachetest.Bytes(t, filepath.Join(root, "small")); got == 0 {
 		t.Errorf("small: not in the page cache, want it left there")
+	}
+}
+
+// TestAheadDropsLargeFilesFromCache checks that a layer decompressed ahead
+// leaves none of its large files in the page cache, more of them than the
+// queue of files being written back holds.
+func TestAheadDropsLargeFilesFromCache(t *testing.T) {
+	dir := pagecachetest.TempDir(t)
+	body := make([]byte, aheadFileMin+4321)
+	var entries []tarEntry
+	for i := range retireQueue + 3 {
+		for j := range body {
+			body[j] = byte(i + j*7 + j>>12)
+		}
+		entries = append(entries, tarFile(fmt.Sprintf("file%d", i), string(body), 0o644))
+	}
+	l := splitLayer(t, dir, tarLayer(t, entries...))
+	if len(l.files) != len(entries) {
+		t.Fatalf("%d files of their own, want %d", len(l.files), len(entries))
+	}
+	for n, f := range l.files {
+		// Its /proc link opens the unnamed file itself.
+		if got := pagecachetest.Bytes(t, fmt.Sprintf("/proc/self/fd/%d", f.Fd())); got > 256<<10 {
+			t.Errorf("entry %d: %d bytes in the page cache, want none", n, got)
+		}
 	}
 }
