@@ -247,7 +247,10 @@ func run() error {
 		logf("%s %s: %s", c.workload, c.op, strings.Join(c.contenders, ", "))
 		var deferred []string
 		for i := range o.runs {
-			for _, con := range c.contenders {
+			// Each round starts with the next contender, so that no one
+			// of them always runs first, after the previous case.
+			for k := range c.contenders {
+				con := c.contenders[(i+k)%len(c.contenders)]
 				j := c.job
 				j.Contender = con
 				j.Dir = filepath.Join(runsDir, fmt.Sprintf("%s-%s-%s-%d", c.workload, c.op, con, i))
@@ -261,12 +264,12 @@ func run() error {
 				// files only once the case is over (see settleAfterDelete).
 				if err == nil && r.Files+r.Dirs+r.Links > manyEntries {
 					deferred = append(deferred, j.Dir)
-				} else {
-					if rerr := os.RemoveAll(j.Dir); rerr != nil && err == nil {
-						err = rerr
-					}
-					syncAndSettle()
+				} else if rerr := os.RemoveAll(j.Dir); rerr != nil && err == nil {
+					err = rerr
 				}
+				// A kept tree is synced too: its write-back would
+				// otherwise fall in the next contender's timed run.
+				syncAndSettle()
 				if err != nil {
 					return fmt.Errorf("%s %s %s run %d: %w", c.workload, c.op, con, i+1, err)
 				}
