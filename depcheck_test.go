@@ -20,12 +20,15 @@ const module = "github.com/pullkit/pullkit"
 // they cannot drift apart. internal/pagecache holds the page cache
 // control content/local and unpack share (writeback, then drop).
 // internal/compresstest holds the gzip and zstd helpers of tests.
+// internal/chunks holds the chunked pipe between goroutines that importer
+// and unpack both stream through.
 var mayImport = map[string][]string{
 	"reference":                        nil,
 	"internal/httpx":                   nil,
 	"internal/pagecache":               nil,
 	"internal/pagecache/pagecachetest": {"internal/pagecache"},
 	"internal/compresstest":            nil,
+	"internal/chunks":                  nil,
 	"content":                          nil,
 	"content/local":                    {"content", "internal/pagecache"},
 	"content/memory":                   {"content"},
@@ -37,8 +40,8 @@ var mayImport = map[string][]string{
 	"fetch":                            {"content", "handlers", "auth", "internal/httpx"},
 	"resolve":                          {"reference", "fetch", "auth", "internal/httpx"},
 	"resolve/registrytest":             {"content", "handlers"},
-	"unpack":                           {"content", "handlers", "internal/pagecache"},
-	"importer":                         {"content", "handlers", "reference"},
+	"unpack":                           {"content", "handlers", "internal/pagecache", "internal/chunks"},
+	"importer":                         {"content", "handlers", "reference", "internal/chunks"},
 	"":                                 {"reference", "content", "content/local", "content/memory", "handlers", "handlers/platforms", "handlers/schema1", "auth", "fetch", "resolve", "unpack", "importer"},
 }
 

@@ -180,7 +180,7 @@ func blobDigest(p string) (digest.Digest, bool) {
 // small JSON files stay in memory.
 func (im *importer) scan(ctx context.Context, r io.Reader) (*archive, error) {
 	ra := newReadAhead(r)
-	defer ra.stop()
+	defer ra.Stop()
 	src := &sourceReader{ctx: ctx, r: ra}
 	br := bufio.NewReaderSize(src, 64<<10)
 	head, err := br.Peek(detectSize)

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/pullkit/pullkit/internal/chunks"
 )
 
 // compression is what a stream's first bytes say it is.
@@ -120,9 +121,11 @@ type diffResult struct {
 
 // diffHasher decompresses a stream fed to it by Write, in a goroutine of
 // its own so that decompression overlaps the store's writes, and hashes
-// what comes out.
+// what comes out. Write copies into the pipe and returns as soon as the
+// copy is queued, so the importer waits only when the hasher is chunkCount
+// chunks behind.
 type diffHasher struct {
-	pipe *chunkPipe
+	pipe *chunks.Pipe
 	done chan diffResult
 }
 
@@ -133,9 +136,9 @@ func newDiffHasher(c compression, size int64) *diffHasher {
 	if size <= math.MaxInt64/maxRatio {
 		limit = max(minDecompressed, size*maxRatio)
 	}
-	d := &diffHasher{pipe: newChunkPipe(), done: make(chan diffResult, 1)}
+	d := &diffHasher{pipe: chunks.New(chunkCount, chunkSize), done: make(chan diffResult, 1)}
 	go func() {
-		defer d.pipe.CloseRead()
+		defer d.pipe.Stop() // the writer's later writes are dropped
 		d.done <- hashDecompressed(c, d.pipe, limit)
 	}()
 	return d
@@ -171,7 +174,7 @@ func (d *diffHasher) Write(p []byte) (int, error) {
 func (d *diffHasher) finish() diffResult {
 	d.pipe.CloseWrite()
 	res := <-d.done
-	d.pipe.recycle()
+	d.pipe.Recycle()
 	return res
 }
 
@@ -181,87 +184,3 @@ const (
 	chunkSize  = 256 << 10
 	chunkCount = 4
 )
-
-// chunkPipe is a pipe with a bounded buffer: Write copies into free
-// buffers and returns as soon as they are queued, so the writer waits only
-// when the reader is chunkCount buffers behind. Once the reader calls
-// CloseRead, writes are dropped. One goroutine writes and one reads.
-type chunkPipe struct {
-	full    chan []byte
-	free    chan []byte
-	stopped chan struct{}
-	cur     []byte // unread part of the reader's buffer
-	held    []byte // the reader's buffer, to go back to free
-}
-
-var chunkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
-
-func newChunkPipe() *chunkPipe {
-	p := &chunkPipe{
-		full:    make(chan []byte, chunkCount),
-		free:    make(chan []byte, chunkCount),
-		stopped: make(chan struct{}),
-	}
-	for range chunkCount {
-		p.free <- (*chunkBuffers.Get().(*[]byte))[:0]
-	}
-	return p
-}
-
-// recycle returns the pipe's buffers to the pool, once both sides are done.
-func (p *chunkPipe) recycle() {
-	put := func(b []byte) { b = b[:0]; chunkBuffers.Put(&b) }
-	if p.held != nil {
-		put(p.held)
-		p.held, p.cur = nil, nil
-	}
-	for b := range p.full {
-		put(b)
-	}
-	for len(p.free) > 0 {
-		put(<-p.free)
-	}
-}
-
-// Write queues a copy of b, unless the reader has stopped.
-func (p *chunkPipe) Write(b []byte) {
-	for len(b) > 0 {
-		var buf []byte
-		select {
-		case buf = <-p.free:
-		case <-p.stopped:
-			return
-		}
-		n := copy(buf[:cap(buf)], b)
-		b = b[n:]
-		select {
-		case p.full <- buf[:n]:
-		case <-p.stopped:
-			return
-		}
-	}
-}
-
-// CloseWrite tells the reader that no more bytes come.
-func (p *chunkPipe) CloseWrite() { close(p.full) }
-
-// Read returns queued bytes, and io.EOF after CloseWrite.
-func (p *chunkPipe) Read(b []byte) (int, error) {
-	if len(p.cur) == 0 {
-		if p.held != nil {
-			p.free <- p.held[:0]
-			p.held = nil
-		}
-		buf, ok := <-p.full
-		if !ok {
-			return 0, io.EOF
-		}
-		p.held, p.cur = buf, buf
-	}
-	n := copy(b, p.cur)
-	p.cur = p.cur[n:]
-	return n, nil
-}
-
-// CloseRead tells the writer that nothing more is read.
-func (p *chunkPipe) CloseRead() { close(p.stopped) }

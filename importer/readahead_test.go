@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -42,25 +43,39 @@ func TestReadAheadKeepsTheStream(t *testing.T) {
 			if n != 0 || !errors.Is(err, want) {
 				t.Errorf("%d bytes, %s: after the data, Read = %d, %v; want 0, %v", size, name, n, err, want)
 			}
-			ra.stop()
+			ra.Stop()
 		}
 	}
 }
 
-// TestReadAheadStopDoesNotWait checks that stop returns while the source
-// blocks, and that the goroutine ends once the source answers.
+// enteredReader closes entered when its first Read begins.
+type enteredReader struct {
+	r       io.Reader
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (e *enteredReader) Read(p []byte) (int, error) {
+	e.once.Do(func() { close(e.entered) })
+	return e.r.Read(p)
+}
+
+// TestReadAheadStopDoesNotWait checks that Stop returns while the source
+// blocks in a read, and that the goroutine ends once that read returns.
 func TestReadAheadStopDoesNotWait(t *testing.T) {
 	pr, pw := io.Pipe()
-	ra := newReadAhead(pr)
+	src := &enteredReader{r: pr, entered: make(chan struct{})}
+	ra := newReadAhead(src)
+	<-src.entered
 	stopped := make(chan struct{})
 	go func() {
-		ra.stop()
+		ra.Stop()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
-		t.Fatal("stop waited for a source that blocks")
+		t.Fatal("Stop waited for a source that blocks")
 	}
 	// The goroutine is in its read: the pipe's writer is not left blocked
 	// once it writes, and the goroutine ends after that read.
@@ -69,13 +84,23 @@ func TestReadAheadStopDoesNotWait(t *testing.T) {
 		_, err := pw.Write(make([]byte, readAheadSize))
 		done <- err
 	}()
+	ended := make(chan struct{})
+	go func() {
+		ra.Wait()
+		close(ended)
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the goroutine did not read after stop")
+		t.Fatal("the goroutine did not read after Stop")
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the goroutine did not end after its read")
 	}
 	pw.Close()
 }

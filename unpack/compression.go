@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
@@ -18,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/internal/chunks"
 )
 
 // Compression is the compression of a layer stream.
@@ -116,29 +116,14 @@ type layerStream struct {
 	maxSize  int64  // 0: no limit
 	maxRatio int64  // 0: no limit; always 0 for uncompressed streams
 
-	raw    chan streamChunk // produced, in order
-	chunks chan streamChunk // produced and hashed, in order
-	free   chan []byte      // buffers to fill
-	stop   chan struct{}    // closed by Close
-	done   sync.WaitGroup   // the producer and the hasher
-
+	pipe     *chunks.Pipe    // decoder, then hasher, then the reader
 	digester digest.Digester // owned by the hasher, then by the reader at the end
 
 	// direct, when not nil, is a stream read in place, with no goroutines:
 	// an uncompressed layer already verified, which can seek (see Seek).
 	direct io.ReadSeeker
 
-	// Owned by the reader.
-	cur  []byte // what is left of the chunk being read
-	held []byte // the buffer of that chunk, returned to free once read
-	err  error  // the first error Read returned, io.EOF included
-}
-
-// streamChunk is a piece of the uncompressed stream, or the error that
-// ends it (io.EOF at the end).
-type streamChunk struct {
-	b   []byte
-	err error
+	err error // the first error Read returned, io.EOF included
 }
 
 // compressedCounter counts the compressed bytes read and remembers the first
@@ -205,16 +190,11 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, 
 	default:
 		s.dec = br
 	}
-	s.raw = make(chan streamChunk, streamChunks)
-	s.chunks = make(chan streamChunk, streamChunks)
-	s.free = make(chan []byte, streamChunks)
-	s.stop = make(chan struct{})
-	for range streamChunks {
-		s.free <- make([]byte, streamChunkSize)
+	s.pipe = chunks.New(streamChunks, streamChunkSize)
+	s.pipe.Source(s.produce)
+	if s.digester != nil {
+		s.pipe.Then(func(b []byte) { s.digester.Hash().Write(b) })
 	}
-	s.done.Add(2)
-	go s.produce()
-	go s.hash()
 	return s, nil
 }
 
@@ -223,68 +203,23 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, 
 // ahead): it reads f in place, hashes nothing, and can seek, so that the
 // tar reader skips the content of files it does not read.
 func newVerifiedStream(f io.ReadSeeker) *layerStream {
-	return &layerStream{direct: f, closeDec: func() {}, stop: make(chan struct{})}
+	return &layerStream{direct: f, closeDec: func() {}}
 }
 
-// hash hashes the chunks in order and passes them on to the reader.
-func (s *layerStream) hash() {
-	defer s.done.Done()
-	for {
-		var c streamChunk
-		select {
-		case c = <-s.raw:
-		case <-s.stop:
-			return
-		}
-		if s.digester != nil {
-			s.digester.Hash().Write(c.b)
-		}
-		select {
-		case s.chunks <- c:
-		case <-s.stop:
-			return
-		}
-		if c.err != nil {
-			return
+// produce fills buf with the decompressed stream, counting it and checking
+// the limits: the fill of the pipe's source.
+func (s *layerStream) produce(buf []byte) (int, error) {
+	n, err := s.fill(buf)
+	if n > 0 {
+		s.n += int64(n)
+		if lerr := s.checkLimits(); lerr != nil {
+			// Hand out what the limit allows, then the error, as a
+			// reader without read-ahead would.
+			before := s.n - int64(n)
+			n, err = int(min(max(lerr.Limit-before, 0), int64(n))), lerr
 		}
 	}
-}
-
-// produce decompresses, counts and checks the stream chunk by chunk, until
-// its end, an error, or Close.
-func (s *layerStream) produce() {
-	defer s.done.Done()
-	for {
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
-		var buf []byte
-		select {
-		case buf = <-s.free:
-		case <-s.stop:
-			return
-		}
-		n, err := s.fill(buf)
-		if n > 0 {
-			s.n += int64(n)
-			if lerr := s.checkLimits(); lerr != nil {
-				// Hand out what the limit allows, then the error, as a
-				// reader without read-ahead would.
-				before := s.n - int64(n)
-				n, err = int(min(max(lerr.Limit-before, 0), int64(n))), lerr
-			}
-		}
-		select {
-		case s.raw <- streamChunk{b: buf[:n], err: err}:
-		case <-s.stop:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
+	return n, err
 }
 
 // fill reads the decoder until buf is full or the stream ends; decoders
@@ -325,20 +260,11 @@ func (s *layerStream) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	for len(s.cur) == 0 {
-		if s.err != nil {
-			return 0, s.err
-		}
-		if s.held != nil {
-			s.free <- s.held
-			s.held = nil
-		}
-		c := <-s.chunks
-		s.cur, s.held, s.err = c.b, c.b[:cap(c.b)], c.err
+	n, err := s.pipe.Read(p)
+	if err != nil && s.err == nil {
+		s.err = err
 	}
-	n := copy(p, s.cur)
-	s.cur = s.cur[n:]
-	return n, nil
+	return n, err
 }
 
 // classify marks an error that did not come from the caller's reader as
@@ -400,14 +326,13 @@ func (s *layerStream) drain() error {
 		}
 		return nil
 	}
-	for {
-		s.cur = nil
-		if _, err := s.Read(nil); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return s.wrapErr(err)
+	if err := s.pipe.Discard(); err != nil {
+		if s.err == nil {
+			s.err = err
 		}
+		return s.wrapErr(err)
 	}
+	return nil
 }
 
 // digest and size may be called once Read has returned io.EOF: the
@@ -419,10 +344,14 @@ func (s *layerStream) size() int64 { return s.n }
 // Close stops the producer, waits for it, and releases the decompressor;
 // the caller's reader is not read once it returns.
 func (s *layerStream) Close() {
-	close(s.stop)
+	if s.pipe == nil {
+		return
+	}
+	s.pipe.Stop()
 	if cr, ok := s.dec.(*cmdReader); ok {
 		cr.kill() // unblocks a producer waiting for the command's output
 	}
-	s.done.Wait()
+	s.pipe.Wait()
 	s.closeDec()
+	s.pipe.Recycle()
 }
