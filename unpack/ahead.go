@@ -51,13 +51,16 @@ type aheadLayer struct {
 	files  map[int64]*os.File // the content of entry n (from 1), at offset 0
 }
 
-// Which files of a layer decompressed ahead get a file of their own: those
-// of aheadFileMin bytes or more, the first aheadFilesMax of a layer, each
-// an open descriptor until the layer is applied.
-const (
-	aheadFileMin  = dropBehindMin
-	aheadFilesMax = 256
-)
+// aheadFileMin is the size from which a file of a layer decompressed
+// ahead gets a file of its own (see aheadFilesMax).
+const aheadFileMin = dropBehindMin
+
+// aheadFilesMax is how many files of a layer decompressed ahead get a file
+// of their own: the first ones of aheadFileMin bytes or more. Each is an
+// open descriptor until the layer is applied, and two layers may wait so
+// beside the apply's own descriptors: a sixteenth of the process's limit
+// of open files, from 16 to 256.
+func aheadFilesMax() int { return int(min(max(openFileLimit()/16, 16), 256)) }
 
 // take returns the file that holds the content of entry n, and leaves it
 // to the caller, or returns nil.
@@ -189,6 +192,7 @@ func (l *aheadLayer) split(r io.Reader, dir string, buf []byte) error {
 	tr := tar.NewReader(tee)
 	var drops dropQueue
 	defer drops.dropAll()
+	most := aheadFilesMax()
 	for n := int64(1); ; n++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -197,7 +201,7 @@ func (l *aheadLayer) split(r io.Reader, dir string, buf []byte) error {
 		if err != nil {
 			return err
 		}
-		if !ownAheadFile(hdr) || len(l.files) >= aheadFilesMax {
+		if !ownAheadFile(hdr) || len(l.files) >= most {
 			continue // its content, if any, goes to the stream as tr reads it
 		}
 		f, err := unnamedFile(dir)

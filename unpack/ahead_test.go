@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -337,4 +338,45 @@ func (c *countingReadSeeker) Read(p []byte) (int, error) {
 	n, err := c.ReadSeeker.Read(p)
 	c.read += int64(n)
 	return n, err
+}
+
+// TestAheadLayerSplitFewDescriptors checks that under a low open-file
+// limit a layer decompressed ahead keeps fewer files of its own, and that
+// the content of the others stays in the stream.
+func TestAheadLayerSplitFewDescriptors(t *testing.T) {
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = min(old.Cur, 512)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower the open file limit: %v", err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	most := aheadFilesMax()
+	if most != 32 {
+		t.Fatalf("aheadFilesMax() = %d with a limit of 512, want 32", most)
+	}
+	var entries []tarEntry
+	for i := range most + 2 {
+		body := fmt.Sprintf("<%02d>", i) + strings.Repeat("x", aheadFileMin)
+		entries = append(entries, tarFile(fmt.Sprintf("f%02d", i), body, 0o644))
+	}
+	tarball := tarLayer(t, entries...)
+	l := splitLayer(t, t.TempDir(), tarball)
+	if len(l.files) != most {
+		t.Fatalf("%d files of their own, want %d", len(l.files), most)
+	}
+	stream, err := io.ReadAll(l.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		n := int64(i + 1)
+		inStream := bytes.Contains(stream, []byte(e.body))
+		if _, own := l.files[n]; own == inStream {
+			t.Errorf("entry %d: a file of its own %v, its content in the stream %v; want one or the other", n, own, inStream)
+		}
+	}
 }

@@ -41,3 +41,7 @@ func setPipeSize(f *os.File, n int) {}
 // a name that a crash could leave behind, so layers are not decompressed
 // ahead.
 func unnamedFile(dir string) (*os.File, error) { return nil, errNotOnPlatform }
+
+// openFileLimit is not looked up here: there are no unnamed files to keep
+// open (see unnamedFile), and 1024 is the common default.
+func openFileLimit() uint64 { return 1024 }

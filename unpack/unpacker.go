@@ -99,7 +99,8 @@ func WithFetchWindow(n int64) Option {
 // unnamed temporary files (O_TMPFILE) in the target's file system, with
 // their size and ratio limits and their DiffID checked. The content of each
 // regular file of 1 MiB or more goes to a file of its own (up to 256 per
-// layer), the rest of the tar stream to one more. When its turn comes, the
+// layer, and a sixteenth of the process's limit of open files, for each is
+// open until the layer applies), the rest of the tar stream to one more. When its turn comes, the
 // layer is applied from those files without hashing it again: its large
 // files are linked into place (linkat(2)), not copied, so that their
 // content is written once; where a file cannot be linked (another file
