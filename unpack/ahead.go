@@ -210,7 +210,7 @@ func (l *aheadLayer) split(r io.Reader, dir string, buf []byte) error {
 		}
 		l.files[n] = f
 		w.skip = true
-		_, err = io.CopyBuffer(onlyWriter{f}, tr, buf)
+		_, err = io.CopyBuffer(&windowWriter{f: f}, tr, buf)
 		w.skip = false
 		if err != nil {
 			return err
@@ -368,3 +368,27 @@ func (r ctxReader) Read(p []byte) (int, error) {
 // onlyWriter hides a writer's ReadFrom, so that io.CopyBuffer uses the
 // buffer.
 type onlyWriter struct{ io.Writer }
+
+// windowWriter writes a file front to back and, every dropWindow bytes,
+// starts the writeback of the window just written and drops the one
+// before from the page cache, so that a single large file decompressed
+// ahead does not fill the cache (see dropWindow). It has no ReadFrom, so
+// io.CopyBuffer uses the buffer.
+type windowWriter struct {
+	f          *os.File
+	n          int64 // bytes written
+	prev, from int64 // the window being written back starts at from, the one before at prev
+}
+
+func (w *windowWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if w.n-w.from >= dropWindow {
+		fd := w.f.Fd()
+		if pagecache.StartWriteback(fd, w.from, w.n-w.from) == nil && w.from > w.prev {
+			pagecache.WaitAndDrop(fd, w.prev, w.from-w.prev)
+		}
+		w.prev, w.from = w.from, w.n
+	}
+	return n, err
+}

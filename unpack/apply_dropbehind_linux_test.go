@@ -80,3 +80,28 @@ func TestAheadDropsLargeFilesFromCache(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowWriterDropsBehind checks that a file decompressed ahead leaves
+// the page cache window by window while it is written, not only once it is
+// whole: of five and a half windows, at most the last two stay.
+func TestWindowWriterDropsBehind(t *testing.T) {
+	path := filepath.Join(pagecachetest.TempDir(t), "big")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	w := &windowWriter{f: f}
+	for i := range 11 * dropWindow / 2 / len(chunk) {
+		for j := range chunk {
+			chunk[j] = byte(i + j*7)
+		}
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, most := pagecachetest.Bytes(t, path), int64(2*dropWindow+256<<10); got > most {
+		t.Errorf("%d bytes of a file of %d in the page cache, want at most %d", got, w.n, most)
+	}
+}

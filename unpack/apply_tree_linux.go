@@ -620,14 +620,18 @@ func (f *fdFile) close() error {
 	return f.wrap("close", unix.Close(f.fd))
 }
 
-// startWriteback starts the writeback of the file's first size bytes.
-func (f *fdFile) startWriteback(size int64) bool {
-	return !f.borrowed && pagecache.StartWriteback(uintptr(f.fd), 0, size) == nil
+// startWriteback starts the writeback of bytes [off, off+n) of the file.
+func (f *fdFile) startWriteback(off, n int64) bool {
+	return !f.borrowed && pagecache.StartWriteback(uintptr(f.fd), off, n) == nil
 }
 
-// dropWritten waits until the file's first size bytes are on disk and
+// dropWritten waits until bytes [off, off+n) of the file are on disk and
 // drops them from the page cache.
-func (f *fdFile) dropWritten(size int64) { pagecache.WaitAndDrop(uintptr(f.fd), 0, size) }
+func (f *fdFile) dropWritten(off, n int64) {
+	if !f.borrowed {
+		pagecache.WaitAndDrop(uintptr(f.fd), off, n)
+	}
+}
 
 func (f *fdFile) wrap(op string, err error) error {
 	if err != nil {

@@ -39,20 +39,28 @@ const (
 // 0.3 s on recycled pages, measured on the bench machine), it is the most
 // expensive part of the unpack. Small files are left alone: their pages
 // are few and the system calls would cost more than they save.
+//
+// A file larger than dropWindow leaves the cache while it is written too,
+// so that a single file of many GiB does not fill it: each time the
+// applier has handed out another dropWindow bytes of it, the writers start
+// the writeback of that window and drop the one before, which is on disk
+// by then. So such a file holds about two windows of page cache, and the
+// writes in flight.
 const (
 	dropBehindMin = 1 << 20
 	retireQueue   = 8
+	dropWindow    = 8 << 20
 )
 
 // dropBehind is what a fileHandle implements when it can leave the page
 // cache (see dropBehindMin).
 type dropBehind interface {
-	// startWriteback starts writing the first size bytes of the file to
+	// startWriteback starts writing bytes [off, off+n) of the file to
 	// disk, without waiting; it reports false when the system refuses.
-	startWriteback(size int64) bool
-	// dropWritten waits for that writeback and drops the pages from the
-	// cache. It is advice: errors are ignored.
-	dropWritten(size int64)
+	startWriteback(off, n int64) bool
+	// dropWritten waits until bytes [off, off+n) are on disk and drops
+	// them from the cache. It is advice: errors are ignored.
+	dropWritten(off, n int64)
 }
 
 // fileWriter is the pool of writing goroutines of one Apply. Its methods
@@ -78,11 +86,15 @@ type writeBatch struct {
 }
 
 // writePiece writes buf[start:end] at off in a file; an empty piece
-// releases the applier's hold on the file.
+// releases the applier's hold on the file. A window piece writes nothing:
+// it starts the writeback of bytes [wbFrom, off) of the file and drops
+// bytes [wbPrev, wbFrom) from the cache (see dropWindow).
 type writePiece struct {
-	file       *pendingFile
-	start, end int
-	off        int64
+	file           *pendingFile
+	start, end     int
+	off            int64
+	window         bool
+	wbPrev, wbFrom int64
 }
 
 // pendingFile is a file whose writes are in flight. The writer that does
@@ -138,6 +150,13 @@ func (w *fileWriter) run() {
 	defer w.wg.Done()
 	for b := range w.batches {
 		for _, p := range b.pieces {
+			if p.window {
+				d := p.file.f.(dropBehind)
+				d.startWriteback(p.wbFrom, p.off-p.wbFrom)
+				if p.wbFrom > p.wbPrev {
+					d.dropWritten(p.wbPrev, p.wbFrom-p.wbPrev)
+				}
+			}
 			if p.end > p.start {
 				if err := writeFullAt(p.file.f, b.buf[p.start:p.end], p.off); err != nil {
 					w.fail(fmt.Errorf("file %q: %w", p.file.meta.name, err))
@@ -155,7 +174,7 @@ func (w *fileWriter) run() {
 // the retirer (see dropBehindMin); any other is closed.
 func (w *fileWriter) finish(pf *pendingFile) {
 	err := pf.setMeta()
-	if d, ok := pf.f.(dropBehind); ok && err == nil && pf.size >= dropBehindMin && d.startWriteback(pf.size) {
+	if d, ok := pf.f.(dropBehind); ok && err == nil && pf.size >= dropBehindMin && d.startWriteback(0, pf.size) {
 		w.retire <- pf
 		return
 	}
@@ -167,7 +186,7 @@ func (w *fileWriter) finish(pf *pendingFile) {
 func (w *fileWriter) retirer() {
 	defer w.retired.Done()
 	for pf := range w.retire {
-		pf.f.(dropBehind).dropWritten(pf.size)
+		pf.f.(dropBehind).dropWritten(0, pf.size)
 		w.close(pf, nil)
 	}
 }
@@ -271,7 +290,8 @@ func (w *fileWriter) flush() {
 // whatever happens.
 func (w *fileWriter) write(pf *pendingFile, r io.Reader, check func() error, wrapErr func(error) error) error {
 	pf.refs.Store(1)
-	var off int64
+	_, windows := pf.f.(dropBehind)
+	var off, wbPrev, wbFrom int64
 	defer func() {
 		pf.size = off
 		b := w.batch()
@@ -285,6 +305,11 @@ func (w *fileWriter) write(pf *pendingFile, r io.Reader, check func() error, wra
 			b.pieces = append(b.pieces, writePiece{file: pf, start: b.used, end: b.used + n, off: off})
 			b.used += n
 			off += int64(n)
+			if windows && off-wbFrom >= dropWindow {
+				pf.refs.Add(1)
+				b.pieces = append(b.pieces, writePiece{file: pf, start: b.used, end: b.used, off: off, window: true, wbPrev: wbPrev, wbFrom: wbFrom})
+				wbPrev, wbFrom = wbFrom, off
+			}
 		}
 		switch rerr {
 		case nil:

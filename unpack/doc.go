@@ -106,8 +106,10 @@
 // chown or chmod when the system already gave the file its owner and mode. A
 // file of 1 MiB or more is written back to disk as it is finished and then
 // dropped from the page cache, a few files behind (Apply returns once they
-// are written back), so that a large layer does not fill the cache with
-// dirty pages (charged to the unpacking process's memory cgroup); reading
+// are written back), and a file of more than 8 MiB is written back and
+// dropped 8 MiB at a time while it is written too, so that neither a large
+// layer nor a single file of many GiB fills the cache with dirty pages
+// (charged to the unpacking process's memory cgroup); reading
 // such a file right after the unpack reads it from disk. Gzip layers are
 // decompressed by igzip when it is on PATH ([WithExternalDecompressor]),
 // about twice as fast as Go's fastest decoder. An [Unpacker] lets layers
