@@ -344,16 +344,7 @@ func (c *countingReadSeeker) Read(p []byte) (int, error) {
 // limit a layer decompressed ahead keeps fewer files of its own, and that
 // the content of the others stays in the stream.
 func TestAheadLayerSplitFewDescriptors(t *testing.T) {
-	var old unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	low := old
-	low.Cur = min(old.Cur, 512)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("cannot lower the open file limit: %v", err)
-	}
-	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	lowerOpenFileLimit(t, 512)
 	most := aheadFilesMax()
 	if most != 32 {
 		t.Fatalf("aheadFilesMax() = %d with a limit of 512, want 32", most)

@@ -451,3 +451,19 @@ func writableTempDir(t testing.TB) string {
 	})
 	return dir
 }
+
+// lowerOpenFileLimit lowers the process's soft limit of open files to at
+// most n until the test ends, or skips the test when it cannot.
+func lowerOpenFileLimit(t *testing.T, n uint64) {
+	t.Helper()
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = min(old.Cur, n)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower the open file limit: %v", err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+}

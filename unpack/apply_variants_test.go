@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"testing/iotest"
 
@@ -264,16 +263,7 @@ func TestUnpackerUnknownApply(t *testing.T) {
 // TestApplyFewDescriptors applies a layer of more directories and files
 // than a low open-file limit lets Apply keep open at once.
 func TestApplyFewDescriptors(t *testing.T) {
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	low := old
-	low.Cur = min(old.Cur, 512)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("cannot lower the open file limit: %v", err)
-	}
-	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+	lowerOpenFileLimit(t, 512)
 	if got := heldDirLimit(); got != 64 {
 		t.Fatalf("heldDirLimit() = %d with a limit of 512, want 64", got)
 	}
