@@ -246,49 +246,40 @@ func run() error {
 	for ci, c := range cases {
 		logf("%s %s: %s", c.workload, c.op, strings.Join(c.contenders, ", "))
 		var deferred []string
+		// run runs con once into dir, then deletes the tree outside the
+		// timed region, or keeps a tree of many files until the case is
+		// over (see settleAfterDelete), and syncs, a kept tree too: its
+		// write-back would otherwise fall in the next timed run.
+		run := func(con, dir, profile string) (result, error) {
+			j := c.job
+			j.Contender, j.Dir = con, dir
+			r, err := runWorker(ctx, exe, j, profile)
+			if err == nil && r.Files+r.Dirs+r.Links > manyEntries {
+				deferred = append(deferred, dir)
+			} else if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+				err = rerr
+			}
+			syncAndSettle()
+			return r, err
+		}
 		// A run that is not counted first: on this VM the first run of a
 		// case, after the sync and the wait before it, is slower than the
 		// rest, whoever makes it.
-		{
-			j := c.job
-			j.Contender = c.contenders[0]
-			j.Dir = filepath.Join(runsDir, fmt.Sprintf("%s-%s-warmup", c.workload, c.op))
-			r, err := runWorker(ctx, exe, j, "")
-			if err != nil {
-				return fmt.Errorf("%s %s %s warm-up: %w", c.workload, c.op, j.Contender, err)
-			}
-			if r.Files+r.Dirs+r.Links > manyEntries {
-				deferred = append(deferred, j.Dir)
-			} else if err := os.RemoveAll(j.Dir); err != nil {
-				return err
-			}
-			syncAndSettle()
-			logf("  %-18s warm-up: %6.2fs (not counted)", j.Contender, r.Seconds)
+		warm, err := run(c.contenders[0], filepath.Join(runsDir, fmt.Sprintf("%s-%s-warmup", c.workload, c.op)), "")
+		if err != nil {
+			return fmt.Errorf("%s %s %s warm-up: %w", c.workload, c.op, c.contenders[0], err)
 		}
+		logf("  %-18s warm-up: %6.2fs (not counted)", c.contenders[0], warm.Seconds)
 		for i := range o.runs {
 			// Each round starts with the next contender, so that no one
 			// of them always runs first, after the previous case.
 			for k := range c.contenders {
 				con := c.contenders[(i+k)%len(c.contenders)]
-				j := c.job
-				j.Contender = con
-				j.Dir = filepath.Join(runsDir, fmt.Sprintf("%s-%s-%s-%d", c.workload, c.op, con, i))
 				profile := ""
 				if o.profileDir != "" && con == "pullkit" && i == 0 {
 					profile = filepath.Join(o.profileDir, fmt.Sprintf("%s-%s.pprof", c.workload, c.op))
 				}
-				r, err := runWorker(ctx, exe, j, profile)
-				// Delete the run's tree outside the timed region, and sync,
-				// so the next run does not pay for it; but a tree of many
-				// files only once the case is over (see settleAfterDelete).
-				if err == nil && r.Files+r.Dirs+r.Links > manyEntries {
-					deferred = append(deferred, j.Dir)
-				} else if rerr := os.RemoveAll(j.Dir); rerr != nil && err == nil {
-					err = rerr
-				}
-				// A kept tree is synced too: its write-back would
-				// otherwise fall in the next contender's timed run.
-				syncAndSettle()
+				r, err := run(con, filepath.Join(runsDir, fmt.Sprintf("%s-%s-%s-%d", c.workload, c.op, con, i)), profile)
 				if err != nil {
 					return fmt.Errorf("%s %s %s run %d: %w", c.workload, c.op, con, i+1, err)
 				}
