@@ -402,7 +402,7 @@ func (n treeNode) withXattrs(kv ...string) treeNode {
 	return n
 }
 
-// inode returns the inode number of p, not following symlinks.
+// inodeOf returns the inode number of p, not following symlinks.
 func inodeOf(t testing.TB, p string) uint64 {
 	t.Helper()
 	fi, err := os.Lstat(p)
@@ -412,7 +412,7 @@ func inodeOf(t testing.TB, p string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-// requireRoot skips tests that need privileges.
+// skipUnlessRoot skips tests that need privileges.
 func skipUnlessRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
