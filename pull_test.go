@@ -165,7 +165,7 @@ func checkManifestLabels(t *testing.T, store content.Manager, img registrytest.I
 	}
 }
 
-// names returns the names in the name store.
+// listNames returns the names in the name store.
 func listNames(t *testing.T, names content.Images) []string {
 	t.Helper()
 	recs, err := names.List(testCtx(t))

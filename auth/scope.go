@@ -53,7 +53,7 @@ func ScopesFromContext(ctx context.Context) []string {
 // scopeSet is a normalized set of scopes: resource ("type:name") → actions.
 type scopeSet map[string]map[string]bool
 
-// addScopes adds space-separated scope strings to set. A scope without an
+// add adds space-separated scope strings to set. A scope without an
 // action part is kept as a resource with no actions.
 func (set scopeSet) add(scopes ...string) {
 	for _, field := range scopes {

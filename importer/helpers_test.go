@@ -103,7 +103,7 @@ func newLayer(t testing.TB, c compression, names ...string) layer {
 
 func (l layer) digest() digest.Digest { return digest.FromBytes(l.blob) }
 
-// mediaType is the Docker media type the importer should give the layer.
+// dockerType is the Docker media type the importer should give the layer.
 func (l layer) dockerType() string {
 	switch l.comp {
 	case gzipped:

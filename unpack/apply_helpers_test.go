@@ -94,7 +94,7 @@ func tarDevice(typeflag byte, name string, major, minor int64, opts ...tarEntryO
 	return e
 }
 
-// layer returns a plain tar of the entries, in order.
+// tarLayer returns a plain tar of the entries, in order.
 func tarLayer(t testing.TB, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -118,7 +118,7 @@ func tarLayer(t testing.TB, entries ...tarEntry) []byte {
 	return buf.Bytes()
 }
 
-// rawHeader returns a ustar header block, for entries archive/tar will not
+// rawTarHeader returns a ustar header block, for entries archive/tar will not
 // write.
 func rawTarHeader(name string, typeflag byte, size int64) []byte {
 	b := make([]byte, 512)
@@ -139,7 +139,7 @@ func rawTarHeader(name string, typeflag byte, size int64) []byte {
 	return b
 }
 
-// pad pads b with zeros to a multiple of 512 bytes.
+// padTarBlock pads b with zeros to a multiple of 512 bytes.
 func padTarBlock(b []byte) []byte {
 	if r := len(b) % 512; r != 0 {
 		b = append(b, make([]byte, 512-r)...)
@@ -147,7 +147,7 @@ func padTarBlock(b []byte) []byte {
 	return b
 }
 
-// paxRecords encodes PAX records, each "<len> key=value\n".
+// paxRecordBytes encodes PAX records, each "<len> key=value\n".
 func paxRecordBytes(kv ...string) []byte {
 	var out []byte
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -161,7 +161,7 @@ func paxRecordBytes(kv ...string) []byte {
 	return out
 }
 
-// sparseLayer returns a tar holding one PAX (GNU 1.0) sparse file of
+// sparseTarLayer returns a tar holding one PAX (GNU 1.0) sparse file of
 // realSize bytes whose only data is data at offset.
 func sparseTarLayer(name string, realSize, offset int64, data string) []byte {
 	records := paxRecordBytes(
@@ -219,7 +219,7 @@ func (n treeNode) String() string {
 	return s
 }
 
-// snapshot walks root without following symlinks and records every entry
+// readTreeStates walks root without following symlinks and records every entry
 // below it by slash-separated relative path ("." is the root itself).
 func readTreeStates(t testing.TB, root string) map[string]treeState {
 	t.Helper()
@@ -291,7 +291,7 @@ func readTreeStates(t testing.TB, root string) map[string]treeState {
 	return out
 }
 
-// readXattrs returns the extended attributes of p, but security.selinux,
+// readTreeXattrs returns the extended attributes of p, but security.selinux,
 // which the host may add.
 func readTreeXattrs(t testing.TB, p string) map[string]string {
 	buf := make([]byte, 4096)
@@ -320,7 +320,7 @@ func readTreeXattrs(t testing.TB, p string) map[string]string {
 	return out
 }
 
-// tree returns the nodes of a snapshot, without the root itself.
+// readTree returns the nodes of a snapshot, without the root itself.
 func readTree(t testing.TB, root string) map[string]treeNode {
 	t.Helper()
 	out := map[string]treeNode{}
@@ -352,7 +352,7 @@ func diffTrees(got, want map[string]treeNode) []string {
 	return diffs
 }
 
-// diffStates reports how two snapshots differ, inode numbers and
+// diffTreeStates reports how two snapshots differ, inode numbers and
 // modification times included.
 func diffTreeStates(before, after map[string]treeState) []string {
 	var diffs []string

@@ -289,7 +289,7 @@ func TestApplyHostile(t *testing.T) {
 	}
 }
 
-// one returns a layers function for a single layer of entries.
+// oneLayer returns a layers function for a single layer of entries.
 func oneLayer(entries ...tarEntry) func(*testing.T, escapeSandbox) [][]byte {
 	return func(t *testing.T, _ escapeSandbox) [][]byte { return [][]byte{tarLayer(t, entries...)} }
 }

@@ -861,7 +861,7 @@ func (a *applier) finish() error {
 	return nil
 }
 
-// fileMode returns the permission and setuid, setgid and sticky bits of an
+// entryMode returns the permission and setuid, setgid and sticky bits of an
 // entry.
 func entryMode(hdr *tar.Header) fs.FileMode {
 	m := fs.FileMode(hdr.Mode) & fs.ModePerm

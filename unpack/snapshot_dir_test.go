@@ -522,7 +522,7 @@ func TestDirectorySharedRoot(t *testing.T) {
 	}
 }
 
-// TestDirectoryRemoveWaitsForCopy checks that a parent removed while a
+// TestDirectoryRemoveDuringPrepare checks that a parent removed while a
 // child's copy runs fails that Prepare, leaving nothing behind.
 func TestDirectoryRemoveDuringPrepare(t *testing.T) {
 	ctx := context.Background()

@@ -286,7 +286,7 @@ func (t *teeFetcher) result() (layerResult, bool) {
 	return t.res, t.ok
 }
 
-// errIncomplete tells the hashing goroutine that the stream stopped short.
+// incompleteError tells the hashing goroutine that the stream stopped short.
 type incompleteError struct{}
 
 func (incompleteError) Error() string      { return "stream closed before its end" }
