@@ -167,7 +167,8 @@ func (p *Pipe) CloseWrite() {
 }
 
 // Read hands out the stream's bytes in order, then the error that ended
-// it, again at every later call.
+// it, again at every later call. Once the pipe has stopped, a Read that
+// would wait for the next chunk returns io.ErrClosedPipe instead.
 func (p *Pipe) Read(b []byte) (int, error) {
 	for len(p.cur) == 0 {
 		if p.err != nil {
@@ -177,7 +178,13 @@ func (p *Pipe) Read(b []byte) (int, error) {
 			p.free <- p.held
 			p.held = nil
 		}
-		c := <-p.out
+		var c Chunk
+		select {
+		case c = <-p.out:
+		case <-p.stop:
+			p.err = io.ErrClosedPipe
+			return 0, p.err
+		}
 		p.cur, p.held, p.err = c.B, c.B[:cap(c.B)], c.Err
 	}
 	n := copy(b, p.cur)
@@ -199,7 +206,8 @@ func (p *Pipe) Discard() error {
 }
 
 // Stop ends the pipe's goroutines after the call of fill or fn under way,
-// and makes Write drop what it is given. It does not wait for them: see
+// makes Write drop what it is given, and lets a Read waiting for a chunk
+// return. It does not wait for them: see
 // Wait. Stop may be called more than once, from any goroutine.
 func (p *Pipe) Stop() { p.once.Do(func() { close(p.stop) }) }
 

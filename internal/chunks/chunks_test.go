@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pullkit/pullkit/internal/chunks"
 )
@@ -171,6 +172,28 @@ func TestStop(t *testing.T) {
 		p.Stop()
 		p.Wait() // returns: both goroutines saw the stop
 		p.Recycle()
+	})
+	t.Run("reader", func(t *testing.T) {
+		// A reader waiting for a chunk that never comes is let go by a
+		// Stop from another goroutine.
+		p := chunks.New(1, 4)
+		read := make(chan error)
+		go func() {
+			_, err := p.Read(make([]byte, 4))
+			read <- err
+		}()
+		p.Stop()
+		select {
+		case err := <-read:
+			if !errors.Is(err, io.ErrClosedPipe) {
+				t.Errorf("Read after Stop = %v, want io.ErrClosedPipe", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Read still waits 10 s after Stop")
+		}
+		if _, err := p.Read(make([]byte, 4)); !errors.Is(err, io.ErrClosedPipe) {
+			t.Errorf("second Read after Stop = %v, want io.ErrClosedPipe", err)
+		}
 	})
 }
 
