@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
 )
 
 // machine holds the machine's own limits, measured in the same run as the
@@ -26,6 +27,7 @@ type machine struct {
 	ZstdOut      float64
 	HTTP         float64 // one loopback HTTP stream, Go client and server
 	DiskFsync    float64 // write 512 MiB, then fsync
+	DiskFsync4   float64 // write 4 files of 128 MiB at once, then fsync each
 	IdleRSSMiB   float64 // the bench binary's worker doing nothing
 	CreateFiles  float64 // small files created per second (not MB/s)
 	CPUs         int
@@ -173,6 +175,38 @@ func measureMachine(g *generator, dir string) (machine, error) {
 		return m, err
 	}
 	m.DiskFsync = mbps(diskTotal, d)
+	syncAndSettle()
+
+	// The same bytes as 4 files written at once, as a pull of 4 blobs
+	// writes them; each file synced at its end.
+	d, err = best(2, func() error {
+		var g errgroup.Group
+		for i := range 4 {
+			g.Go(func() error {
+				name := fmt.Sprintf("%s-%d", file, i)
+				defer os.Remove(name)
+				f, err := os.Create(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				for range diskTotal / 4 / len(buf) {
+					if _, err := f.Write(buf); err != nil {
+						return err
+					}
+				}
+				if err := f.Sync(); err != nil {
+					return err
+				}
+				return f.Close()
+			})
+		}
+		return g.Wait()
+	})
+	if err != nil {
+		return m, err
+	}
+	m.DiskFsync4 = mbps(diskTotal, d)
 	syncAndSettle()
 
 	// Create 5,000 files of 2 KiB in 50 directories. The probe is left in

@@ -69,7 +69,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.workdir, "workdir", "", "directory for the registry, the workloads and the runs (default: a new one under $TMPDIR)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.BoolVar(&o.machine, "machine", true, "measure the machine's limits (sha256, gzip, zstd, loopback HTTP, disk)")
-	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of pullkit's first run of each case to this directory")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of the first run of each case by pullkit (and its variants) to this directory")
 	flag.StringVar(&o.out, "o", "", "also write the report to this file (default RESULTS.md for a full run: scale 1, every workload, no cap)")
 	flag.Parse()
 	if o.runs < 1 {
@@ -276,8 +276,12 @@ func run() error {
 			for k := range c.contenders {
 				con := c.contenders[(i+k)%len(c.contenders)]
 				profile := ""
-				if o.profileDir != "" && con == "pullkit" && i == 0 {
-					profile = filepath.Join(o.profileDir, fmt.Sprintf("%s-%s.pprof", c.workload, c.op))
+				if o.profileDir != "" && strings.HasPrefix(con, "pullkit") && i == 0 {
+					name := c.workload + "-" + c.op
+					if v, ok := strings.CutPrefix(con, "pullkit-"); ok {
+						name += "-" + v // big-pull-nosync
+					}
+					profile = filepath.Join(o.profileDir, name+".pprof")
 				}
 				r, err := run(con, filepath.Join(runsDir, fmt.Sprintf("%s-%s-%s-%d", c.workload, c.op, con, i)), profile)
 				if err != nil {
@@ -380,7 +384,10 @@ func runWorker(ctx context.Context, exe string, j job, profile string) (result, 
 		cmd = exec.CommandContext(ctx, wrap[0], append(append(wrap[1:], exe), args...)...)
 	}
 	cmd.Stderr = os.Stderr
+	var self0, self1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
 	out, err := cmd.Output()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
 	var r result
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
 		if err == nil {
@@ -397,7 +404,13 @@ func runWorker(ctx context.Context, exe string, j job, profile string) (result, 
 	// The worker's CPU time, its children's included (RUSAGE_CHILDREN of
 	// the worker are folded into its own rusage at exit).
 	r.CPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	r.ServerCPU = rusageSeconds(&self1) - rusageSeconds(&self0)
 	return r, nil
+}
+
+// rusageSeconds returns the user and system time in ru, in seconds.
+func rusageSeconds(ru *syscall.Rusage) float64 {
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // idleRSS is the peak RSS of a worker that does nothing: the floor every

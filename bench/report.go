@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -20,10 +21,18 @@ type report struct {
 	loadStart, loadEnd string
 }
 
-func median(rs []result) float64 {
+// cpus returns the number of CPUs the runs shared.
+func (rep *report) cpus() int { return runtime.NumCPU() }
+
+func median(rs []result) float64 { return medianOf(rs, func(r result) float64 { return r.Seconds }) }
+
+func medianCPU(rs []result) float64 { return medianOf(rs, func(r result) float64 { return r.CPU }) }
+
+// medianOf returns the median of one figure of the runs, 0 for none.
+func medianOf(rs []result, figure func(result) float64) float64 {
 	s := make([]float64, len(rs))
 	for i, r := range rs {
-		s[i] = r.Seconds
+		s[i] = figure(r)
 	}
 	slices.Sort(s)
 	if len(s) == 0 {
@@ -35,19 +44,10 @@ func median(rs []result) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func medianCPU(rs []result) float64 {
-	s := make([]float64, len(rs))
-	for i, r := range rs {
-		s[i] = r.CPU
-	}
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+// medianBusy returns the median share of the machine's CPUs that were busy
+// during a run, in percent.
+func medianBusy(rs []result, cpus int) float64 {
+	return medianOf(rs, func(r result) float64 { return 100 * r.Busy / r.Seconds / float64(max(cpus, 1)) })
 }
 
 func peakRSS(rs []result) float64 {
@@ -103,6 +103,7 @@ func (rep report) markdown() string {
 		w("| zstd decode (klauspost), compressed in / uncompressed out | %.0f / %.0f |\n", m.ZstdIn, m.ZstdOut)
 		w("| loopback HTTP, one stream (Go client and server) | %.0f |\n", m.HTTP)
 		w("| disk: write 512 MiB, then fsync | %.0f |\n", m.DiskFsync)
+		w("| disk: write 4 files of 128 MiB at once, then fsync each (not in the limit) | %.0f |\n", m.DiskFsync4)
 		w("| **pull limit**: min(HTTP, sha256, disk) | **%.0f** |\n", m.pullLimit())
 		w("| create files of 2 KiB (files per second, not MB/s) | %.0f |\n\n", m.CreateFiles)
 		w("The workloads' data compresses to %.0f%% with gzip -6. A worker that does nothing peaks at %.1f MiB RSS: every contender's figure includes that floor (the Go runtime and the init of everything linked into the bench binary).\n", 100*m.RatioSampled, m.IdleRSSMiB)
@@ -128,7 +129,9 @@ func (rep report) markdown() string {
 	w("Times are wall-clock seconds of the operation in its own process; MB/s is compressed bytes pulled (the archive's bytes for import) per second. ")
 	w("**pullkit ÷ this** is pullkit's median over this contender's: below 1 pullkit is faster.\n\n")
 	w("**CPU s** is the median user+system time of the worker process (GNU tar's gzip included); it includes the worker's start (about 0.05 s), unlike the wall time.\n\n")
-	w("| workload | op | contender | median s | MB/s | CPU s | peak RSS MiB | pullkit ÷ this | runs (s) |\n|---|---|---|---:|---:|---:|---:|---:|---|\n")
+	w("**server CPU s** is the median CPU time of the bench's own process while the worker ran: the registry (and the proxy, when capped). ")
+	w("**busy %%** is the median share of the machine's %d CPUs that were not idle during the operation, whoever used them (the worker, the registry, the kernel's writeback), from /proc/stat in ticks of 10 ms: near 100, the CPUs bound the operation.\n\n", rep.cpus())
+	w("| workload | op | contender | median s | MB/s | CPU s | server CPU s | busy %% | peak RSS MiB | pullkit ÷ this | runs (s) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range rep.cases {
 		pk, hasPK := c.med("pullkit")
 		for _, con := range c.contenders {
@@ -149,7 +152,8 @@ func (rep report) markdown() string {
 			if con == "pullkit" {
 				name = "**pullkit**"
 			}
-			w("| %s | %s | %s | %.2f | %.0f | %.2f | %.1f | %s | %s |\n", c.workload, opName(c.op), name, t, float64(c.bytes)/t/1e6, medianCPU(rs), peakRSS(rs), ratio, strings.Join(runs, " "))
+			w("| %s | %s | %s | %.2f | %.0f | %.2f | %.2f | %.0f | %.1f | %s | %s |\n", c.workload, opName(c.op), name, t, float64(c.bytes)/t/1e6, medianCPU(rs),
+				medianOf(rs, func(r result) float64 { return r.ServerCPU }), medianBusy(rs, rep.cpus()), peakRSS(rs), ratio, strings.Join(runs, " "))
 		}
 	}
 	rep.targets(&b)

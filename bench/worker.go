@@ -26,6 +26,14 @@ type result struct {
 	// CPU is the user and system time of the worker (and of its children,
 	// GNU tar's gzip included), set by the parent.
 	CPU float64 `json:"cpu,omitempty"`
+	// ServerCPU is the user and system time the bench's own process (the
+	// registry, and the proxy of -cap) spent while the worker ran, set by
+	// the parent.
+	ServerCPU float64 `json:"server_cpu,omitempty"`
+	// Busy is the CPU time the whole machine spent not idle during the op
+	// (every process, and the kernel's threads: writeback, softirq), from
+	// /proc/stat, in its ticks of 10 ms.
+	Busy float64 `json:"busy,omitempty"`
 	// What the root filesystem holds after an unpack, to check that the
 	// contenders produced the same tree.
 	Files   int64  `json:"files,omitempty"`
@@ -86,13 +94,15 @@ func workerMain(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	busy0 := machineBusy()
 	start := time.Now()
 	err := fn(ctx, j)
 	elapsed := time.Since(start)
+	busy := machineBusy() - busy0
 	if cpuprofile != "" {
 		pprof.StopCPUProfile()
 	}
-	r := result{Seconds: elapsed.Seconds(), MaxRSSKiB: vmHWM()}
+	r := result{Seconds: elapsed.Seconds(), MaxRSSKiB: vmHWM(), Busy: busy}
 	if ru, ok := childRusage.(*syscall.Rusage); ok {
 		r.MaxRSSKiB = ru.Maxrss
 	}
@@ -106,6 +116,34 @@ func workerMain(args []string) int {
 		}
 	}
 	return emit(r)
+}
+
+// machineBusy returns the CPU time, in seconds, that the machine's CPUs
+// have spent not idle since boot: user, nice, system, irq, softirq and
+// steal (time the hypervisor gave to others is not ours either), from the
+// first line of /proc/stat. It returns 0 where there is no /proc/stat.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks float64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += n
+	}
+	return ticks / 100 // USER_HZ is 100 on Linux
 }
 
 // vmHWM returns the process's peak resident set size in KiB, from
