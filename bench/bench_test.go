@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func tarOf(t *testing.T, hdrs ...*tar.Header) *bytes.Buffer {
@@ -115,5 +116,41 @@ func TestWorkloadDeterministic(t *testing.T) {
 	}
 	if len(a.Layers) != 2 || a.Layers[0].USize == 0 {
 		t.Fatalf("tree has %d layers", len(a.Layers))
+	}
+}
+
+func TestMachineBusy(t *testing.T) {
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Skip("no /proc/stat")
+	}
+	before := machineBusy()
+	if before <= 0 {
+		t.Fatalf("machineBusy() = %v, want the busy time since boot", before)
+	}
+	// Spin for 200 ms of CPU: the machine's busy time grows by about as
+	// much (ticks are 10 ms; other processes only add to it).
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		_ = n * n
+	}
+	if d := machineBusy() - before; d < 0.1 {
+		t.Errorf("busy time grew by %.2f s over 200 ms of spinning, want at least 0.1", d)
+	}
+}
+
+func TestMedianBusy(t *testing.T) {
+	rs := []result{
+		{Seconds: 2, Busy: 4},   // 100% of 2 CPUs
+		{Seconds: 1, Busy: 1},   // 50%
+		{Seconds: 4, Busy: 2.4}, // 30%
+	}
+	if got := medianBusy(rs, 2); got != 50 {
+		t.Errorf("medianBusy = %v, want 50", got)
+	}
+	if got := medianOf(rs, func(r result) float64 { return r.Seconds }); got != 2 {
+		t.Errorf("median of the seconds = %v, want 2", got)
+	}
+	if got := medianBusy(nil, 2); got != 0 {
+		t.Errorf("medianBusy of no runs = %v, want 0", got)
 	}
 }
