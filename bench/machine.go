@@ -59,6 +59,26 @@ func best(n int, f func() error) (time.Duration, error) {
 	return b, nil
 }
 
+// writeSynced writes n bytes to a new file at path, buf at a time, fsyncs
+// it and removes it.
+func writeSynced(path string, n int, buf []byte) error {
+	defer os.Remove(path)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for range n / len(buf) {
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 func measureMachine(g *generator, dir string) (machine, error) {
 	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 	m.Kernel, m.CPUModel, m.MemTotalGiB = sysInfo()
@@ -151,55 +171,21 @@ func measureMachine(g *generator, dir string) (machine, error) {
 	}
 	m.HTTP = mbps(httpTotal, d)
 
-	// Write 512 MiB to a file, then fsync.
+	// Write 512 MiB to a file, then fsync; then the same bytes as 4 files
+	// written at once, as a pull of 4 blobs writes them, each synced at
+	// its end.
 	const diskTotal = 512 << 20
 	file := filepath.Join(dir, "disk-probe")
-	d, err = best(2, func() error {
-		defer os.Remove(file)
-		f, err := os.Create(file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		for range diskTotal / len(buf) {
-			if _, err := f.Write(buf); err != nil {
-				return err
-			}
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		return f.Close()
-	})
+	d, err = best(2, func() error { return writeSynced(file, diskTotal, buf) })
 	if err != nil {
 		return m, err
 	}
 	m.DiskFsync = mbps(diskTotal, d)
 	syncAndSettle()
-
-	// The same bytes as 4 files written at once, as a pull of 4 blobs
-	// writes them; each file synced at its end.
 	d, err = best(2, func() error {
 		var g errgroup.Group
 		for i := range 4 {
-			g.Go(func() error {
-				name := fmt.Sprintf("%s-%d", file, i)
-				defer os.Remove(name)
-				f, err := os.Create(name)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				for range diskTotal / 4 / len(buf) {
-					if _, err := f.Write(buf); err != nil {
-						return err
-					}
-				}
-				if err := f.Sync(); err != nil {
-					return err
-				}
-				return f.Close()
-			})
+			g.Go(func() error { return writeSynced(fmt.Sprintf("%s-%d", file, i), diskTotal/4, buf) })
 		}
 		return g.Wait()
 	})

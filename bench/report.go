@@ -21,9 +21,6 @@ type report struct {
 	loadStart, loadEnd string
 }
 
-// cpus returns the number of CPUs the runs shared.
-func (rep *report) cpus() int { return runtime.NumCPU() }
-
 func median(rs []result) float64 { return medianOf(rs, func(r result) float64 { return r.Seconds }) }
 
 func medianCPU(rs []result) float64 { return medianOf(rs, func(r result) float64 { return r.CPU }) }
@@ -130,7 +127,7 @@ func (rep report) markdown() string {
 	w("**pullkit ÷ this** is pullkit's median over this contender's: below 1 pullkit is faster.\n\n")
 	w("**CPU s** is the median user+system time of the worker process (GNU tar's gzip included); it includes the worker's start (about 0.05 s), unlike the wall time.\n\n")
 	w("**server CPU s** is the median CPU time of the bench's own process while the worker ran: the registry (and the proxy, when capped). ")
-	w("**busy %%** is the median share of the machine's %d CPUs that were not idle during the operation, whoever used them (the worker, the registry, the kernel's writeback), from /proc/stat in ticks of 10 ms: near 100, the CPUs bound the operation.\n\n", rep.cpus())
+	w("**busy %%** is the median share of the machine's %d CPUs that were not idle during the operation, whoever used them (the worker, the registry, the kernel's writeback), from /proc/stat in ticks of 10 ms: near 100, the CPUs bound the operation.\n\n", runtime.NumCPU())
 	w("| workload | op | contender | median s | MB/s | CPU s | server CPU s | busy %% | peak RSS MiB | pullkit ÷ this | runs (s) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range rep.cases {
 		pk, hasPK := c.med("pullkit")
@@ -153,7 +150,7 @@ func (rep report) markdown() string {
 				name = "**pullkit**"
 			}
 			w("| %s | %s | %s | %.2f | %.0f | %.2f | %.2f | %.0f | %.1f | %s | %s |\n", c.workload, opName(c.op), name, t, float64(c.bytes)/t/1e6, medianCPU(rs),
-				medianOf(rs, func(r result) float64 { return r.ServerCPU }), medianBusy(rs, rep.cpus()), peakRSS(rs), ratio, strings.Join(runs, " "))
+				medianOf(rs, func(r result) float64 { return r.ServerCPU }), medianBusy(rs, runtime.NumCPU()), peakRSS(rs), ratio, strings.Join(runs, " "))
 		}
 	}
 	rep.targets(&b)
