@@ -21,7 +21,8 @@ const module = "github.com/pullkit/pullkit"
 // control content/local and unpack share (writeback, then drop).
 // internal/compresstest holds the gzip and zstd helpers of tests.
 // internal/chunks holds the chunked pipe between goroutines that importer
-// and unpack both stream through.
+// and unpack both stream through. internal/inflate holds the gzip decoder
+// that unpack, importer and handlers/schema1 share.
 var mayImport = map[string][]string{
 	"reference":                        nil,
 	"internal/httpx":                   nil,
@@ -29,19 +30,20 @@ var mayImport = map[string][]string{
 	"internal/pagecache/pagecachetest": {"internal/pagecache"},
 	"internal/compresstest":            nil,
 	"internal/chunks":                  nil,
+	"internal/inflate":                 nil,
 	"content":                          nil,
 	"content/local":                    {"content", "internal/pagecache"},
 	"content/memory":                   {"content"},
 	"content/contenttest":              {"content"},
 	"handlers":                         {"content", "handlers/platforms"},
 	"handlers/platforms":               nil,
-	"handlers/schema1":                 {"handlers", "content", "fetch"},
+	"handlers/schema1":                 {"handlers", "content", "fetch", "internal/inflate"},
 	"auth":                             {"internal/httpx"},
 	"fetch":                            {"content", "handlers", "auth", "internal/httpx"},
 	"resolve":                          {"reference", "fetch", "auth", "internal/httpx"},
 	"resolve/registrytest":             {"content", "handlers"},
-	"unpack":                           {"content", "handlers", "internal/pagecache", "internal/chunks"},
-	"importer":                         {"content", "handlers", "reference", "internal/chunks"},
+	"unpack":                           {"content", "handlers", "internal/pagecache", "internal/chunks", "internal/inflate"},
+	"importer":                         {"content", "handlers", "reference", "internal/chunks", "internal/inflate"},
 	"":                                 {"reference", "content", "content/local", "content/memory", "handlers", "handlers/platforms", "handlers/schema1", "auth", "fetch", "resolve", "unpack", "importer"},
 }
 

@@ -7,11 +7,11 @@ import (
 	"io"
 	"math"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/internal/chunks"
+	"github.com/pullkit/pullkit/internal/inflate"
 )
 
 // compression is what a stream's first bytes say it is.
@@ -83,7 +83,7 @@ var zstdOptions = []zstd.DOption{
 func decompress(c compression, r io.Reader) (io.Reader, func(), error) {
 	switch c {
 	case gzipped:
-		zr, err := gzip.NewReader(r)
+		zr, err := inflate.NewReader(r)
 		if err != nil {
 			return nil, nil, err
 		}

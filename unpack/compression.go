@@ -12,12 +12,12 @@ import (
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/internal/chunks"
+	"github.com/pullkit/pullkit/internal/inflate"
 )
 
 // Compression is the compression of a layer stream.
@@ -175,7 +175,7 @@ func newLayerStream(r io.Reader, alg digest.Algorithm, maxSize, maxRatio int64, 
 			s.dec, s.closeDec, s.maxRatio = cr, cr.close, maxRatio
 			break
 		}
-		zr, err := gzip.NewReader(br)
+		zr, err := inflate.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("read layer: gzip: %w", s.classify(err))
 		}

@@ -11,13 +11,13 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
-	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/fetch"
 	"github.com/pullkit/pullkit/handlers"
+	"github.com/pullkit/pullkit/internal/inflate"
 )
 
 // LabelUncompressed is the blob label, containerd's, under which Handle
@@ -194,7 +194,7 @@ func digestLayer(r io.Reader, limit int64) (layerResult, error) {
 	var res layerResult
 	switch {
 	case bytes.HasPrefix(magic, gzipMagic):
-		zr, err := gzip.NewReader(br)
+		zr, err := inflate.NewReader(br)
 		if err != nil {
 			return res, decompressError(err)
 		}
