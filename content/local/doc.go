@@ -51,21 +51,22 @@
 // 512 KiB is written once, at Commit, with no goroutine. A write error is
 // returned by a later Write, or by Status, Close or Commit.
 // [content.Writer.Status] waits until every byte accepted is in the file,
-// so its Offset survives the death of the process. In a store that
-// syncs, a writer on Linux starts the writeback of each 8 MiB it writes
-// (sync_file_range) and waits for the 8 MiB before, so the disk works while
-// the download runs and the fsync at commit has little left to write; the
-// fsync stays, and makes the commit durable. Bytes on disk are dropped from
-// the page cache (posix_fadvise DONTNEED), so a pull holds at most 16 MiB of
-// cache for each blob it writes rather than the whole image: a blob is
-// written once and read seldom, an unpack reads each layer once, and the
-// cache of an image would only crowd out other files and count against the
-// memory cgroup of the process that pulls. The pages freed are the ones the
-// next writes reuse. For the same reasons, a [Store.ReaderAt] reader that
-// reads a blob of 16 MiB or more from its start, front to back (as an
-// unpack or a copy does), drops what lies 8 MiB behind it, and the rest
-// when it is closed; a reader that reads anywhere else leaves the cache
-// alone.
+// so its Offset survives the death of the process. A writer on Linux
+// starts the writeback of each 8 MiB it writes (sync_file_range) and waits
+// for the 8 MiB before, so the disk works while the download runs and the
+// fsync at commit has little left to write; the fsync stays, and makes the
+// commit durable. A store that does not sync writes back the same way, so
+// that the dirty pages of a whole image do not pile up. Bytes on disk are
+// dropped from the page cache (posix_fadvise DONTNEED), so a pull holds at
+// most 16 MiB of cache for each blob it writes rather than the whole
+// image: a blob is written once and read seldom, an unpack reads each
+// layer once, and the cache of an image would only crowd out other files
+// and count against the memory cgroup of the process that pulls. The pages
+// freed are the ones the next writes reuse. For the same reasons, a
+// [Store.ReaderAt] reader that reads a blob of 16 MiB or more from its
+// start, front to back (as an unpack or a copy does), drops what lies 8
+// MiB behind it, and the rest when it is closed; a reader that reads
+// anywhere else leaves the cache alone.
 //
 // Commit verifies size and digest from the running hash (the bytes are not
 // read again), fsyncs the data, makes it read-only and hard-links it into
