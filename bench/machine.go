@@ -15,6 +15,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/pullkit/pullkit/internal/inflate"
 )
 
 // machine holds the machine's own limits, measured in the same run as the
@@ -23,6 +25,8 @@ type machine struct {
 	SHA256       float64
 	GzipIn       float64 // compressed bytes read per second
 	GzipOut      float64 // uncompressed bytes produced per second
+	InflateIn    float64 // the same, with pullkit's internal/inflate
+	InflateOut   float64
 	ZstdIn       float64
 	ZstdOut      float64
 	HTTP         float64 // one loopback HTTP stream, Go client and server
@@ -123,6 +127,18 @@ func measureMachine(g *generator, dir string) (machine, error) {
 		return m, err
 	}
 	m.GzipIn, m.GzipOut = mbps(int64(gz.Len()), d), mbps(int64(raw.Len()), d)
+	d, err = best(3, func() error {
+		zr, err := inflate.NewReader(bytes.NewReader(gz.Bytes()))
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyBuffer(io.Discard, zr, out)
+		return err
+	})
+	if err != nil {
+		return m, err
+	}
+	m.InflateIn, m.InflateOut = mbps(int64(gz.Len()), d), mbps(int64(raw.Len()), d)
 	d, err = best(3, func() error {
 		zr, err := zstd.NewReader(bytes.NewReader(zs.Bytes()), zstd.WithDecoderConcurrency(1))
 		if err != nil {

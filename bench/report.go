@@ -97,6 +97,7 @@ func (rep report) markdown() string {
 		w("| limit | MB/s |\n|---|---:|\n")
 		w("| sha256 | %.0f |\n", m.SHA256)
 		w("| gzip decode (klauspost), compressed in / uncompressed out | %.0f / %.0f |\n", m.GzipIn, m.GzipOut)
+		w("| gzip decode (pullkit's `internal/inflate`), compressed in / uncompressed out | %.0f / %.0f |\n", m.InflateIn, m.InflateOut)
 		w("| zstd decode (klauspost), compressed in / uncompressed out | %.0f / %.0f |\n", m.ZstdIn, m.ZstdOut)
 		w("| loopback HTTP, one stream (Go client and server) | %.0f |\n", m.HTTP)
 		w("| disk: write 512 MiB, then fsync | %.0f |\n", m.DiskFsync)
