@@ -114,44 +114,43 @@ func measureMachine(g *generator, dir string) (machine, error) {
 	ze, _ := zstd.NewWriter(&zs)
 	_, _ = ze.Write(raw.Bytes())
 	_ = ze.Close()
+	// decode times the best of 3 decodings of z with a decoder that open
+	// returns, and the function that releases it.
 	out := make([]byte, 1<<20)
-	d, err := best(3, func() error {
-		zr, err := gzip.NewReader(bytes.NewReader(gz.Bytes()))
-		if err != nil {
+	decode := func(z []byte, open func(io.Reader) (io.Reader, func(), error)) (in, o float64, err error) {
+		d, err := best(3, func() error {
+			zr, release, err := open(bytes.NewReader(z))
+			if err != nil {
+				return err
+			}
+			defer release()
+			_, err = io.CopyBuffer(io.Discard, zr, out)
 			return err
-		}
-		_, err = io.CopyBuffer(io.Discard, zr, out)
-		return err
-	})
-	if err != nil {
+		})
+		return mbps(int64(len(z)), d), mbps(int64(raw.Len()), d), err
+	}
+	var err error
+	if m.GzipIn, m.GzipOut, err = decode(gz.Bytes(), func(r io.Reader) (io.Reader, func(), error) {
+		zr, err := gzip.NewReader(r)
+		return zr, func() {}, err
+	}); err != nil {
 		return m, err
 	}
-	m.GzipIn, m.GzipOut = mbps(int64(gz.Len()), d), mbps(int64(raw.Len()), d)
-	d, err = best(3, func() error {
-		zr, err := inflate.NewReader(bytes.NewReader(gz.Bytes()))
-		if err != nil {
-			return err
-		}
-		_, err = io.CopyBuffer(io.Discard, zr, out)
-		return err
-	})
-	if err != nil {
+	if m.InflateIn, m.InflateOut, err = decode(gz.Bytes(), func(r io.Reader) (io.Reader, func(), error) {
+		zr, err := inflate.NewReader(r)
+		return zr, func() {}, err
+	}); err != nil {
 		return m, err
 	}
-	m.InflateIn, m.InflateOut = mbps(int64(gz.Len()), d), mbps(int64(raw.Len()), d)
-	d, err = best(3, func() error {
-		zr, err := zstd.NewReader(bytes.NewReader(zs.Bytes()), zstd.WithDecoderConcurrency(1))
+	if m.ZstdIn, m.ZstdOut, err = decode(zs.Bytes(), func(r io.Reader) (io.Reader, func(), error) {
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer zr.Close()
-		_, err = io.CopyBuffer(io.Discard, zr, out)
-		return err
-	})
-	if err != nil {
+		return zr, zr.Close, nil
+	}); err != nil {
 		return m, err
 	}
-	m.ZstdIn, m.ZstdOut = mbps(int64(zs.Len()), d), mbps(int64(raw.Len()), d)
 
 	// One loopback HTTP stream of 512 MiB.
 	const httpTotal = 512 << 20

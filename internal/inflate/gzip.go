@@ -36,7 +36,8 @@ type Reader struct {
 // NewReader reads the header of r's first member and returns a Reader of
 // its decompressed bytes. An empty r gives io.EOF, as with compress/gzip.
 func NewReader(r io.Reader) (*Reader, error) {
-	z := &Reader{d: *newDecoder(r)}
+	z := new(Reader)
+	z.d.init(r)
 	if err := z.readHeader(); err != nil {
 		return nil, err
 	}

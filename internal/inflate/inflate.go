@@ -67,12 +67,12 @@ type decoder struct {
 	lens       [numLitLen + numDist]uint8
 }
 
-func newDecoder(r io.Reader) *decoder {
-	return &decoder{
-		r:   r,
-		in:  new([inSize + inPad]byte),
-		out: new([outSize]byte),
-	}
+// init readies d to read from r. d must not be copied after: lit may
+// point into it.
+func (d *decoder) init(r io.Reader) {
+	d.r = r
+	d.in = new([inSize + inPad]byte)
+	d.out = new([outSize]byte)
 }
 
 // corrupt reports corrupt input at the current position.
@@ -453,30 +453,21 @@ func (d *decoder) huffman() error {
 		}
 		if e&flagLiteral != 0 {
 			// Up to three literals per refill: 56 bits hold three
-			// codes of 15.
-			n := uint(e & lenMask)
-			bitbuf >>= n
-			bitsleft -= n
-			out[op] = byte(e >> 16)
-			op++
-			e = lit[bitbuf&(1<<litBits-1)]
-			if e&(flagLiteral|flagSub) != flagLiteral {
-				continue
+			// codes of 15. The next ones must be in the main table.
+			for k := 0; ; k++ {
+				n := uint(e & lenMask)
+				bitbuf >>= n
+				bitsleft -= n
+				out[op] = byte(e >> 16)
+				op++
+				if k == 2 {
+					break
+				}
+				e = lit[bitbuf&(1<<litBits-1)]
+				if e&(flagLiteral|flagSub) != flagLiteral {
+					break
+				}
 			}
-			n = uint(e & lenMask)
-			bitbuf >>= n
-			bitsleft -= n
-			out[op] = byte(e >> 16)
-			op++
-			e = lit[bitbuf&(1<<litBits-1)]
-			if e&(flagLiteral|flagSub) != flagLiteral {
-				continue
-			}
-			n = uint(e & lenMask)
-			bitbuf >>= n
-			bitsleft -= n
-			out[op] = byte(e >> 16)
-			op++
 			continue
 		}
 		if e&(flagEOB|flagInvalid) != 0 {
