@@ -79,7 +79,7 @@ func TestChunkedParallelDownload(t *testing.T) {
 	if m := reg.maxInflight.Load(); m < 2 || m > testParallel {
 		t.Errorf("at most %d requests in flight, want between 2 and %d", m, testParallel)
 	}
-	if sent := reg.sent.Load(); sent != int64(len(blob)) {
+	if sent := reg.sentTotal(); sent != int64(len(blob)) {
 		t.Errorf("registry sent %d bytes, want %d", sent, len(blob))
 	}
 }
@@ -152,7 +152,7 @@ func TestChunkedResumesEachChunk(t *testing.T) {
 	if len(ev.of(fetch.Resumed)) == 0 {
 		t.Error("no Resumed event")
 	}
-	if sent, limit := reg.sent.Load(), int64(len(blob))*11/10; sent > limit {
+	if sent, limit := reg.sentTotal(), int64(len(blob))*11/10; sent > limit {
 		t.Errorf("registry sent %d bytes, want at most %d", sent, limit)
 	}
 }

@@ -300,7 +300,7 @@ func TestResumeAfterDrops(t *testing.T) {
 			t.Errorf("resume request with Range %q, want bytes=<received>-", r.Range)
 		}
 	}
-	if sent, limit := reg.sent.Load(), int64(len(blob))*11/10; sent > limit {
+	if sent, limit := reg.sentTotal(), int64(len(blob))*11/10; sent > limit {
 		t.Errorf("registry sent %d bytes for a %d-byte blob, want at most %d", sent, len(blob), limit)
 	}
 	resumed := ev.of(fetch.Resumed)

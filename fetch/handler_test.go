@@ -114,7 +114,7 @@ func TestHandlerResumesIngest(t *testing.T) {
 			if reqs := reg.requests(); len(reqs) != 1 || reqs[0].Range != fmt.Sprintf("bytes=%d-", half) {
 				t.Errorf("requests = %+v, want one, from byte %d", reqs, half)
 			}
-			if sent := reg.sent.Load(); sent != int64(len(blob))-half {
+			if sent := reg.sentTotal(); sent != int64(len(blob))-half {
 				t.Errorf("registry sent %d bytes, want %d", sent, int64(len(blob))-half)
 			}
 			if r := ev.of(fetch.Resumed); len(r) != 1 || r[0].Offset != half {

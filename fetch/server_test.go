@@ -97,6 +97,14 @@ func (reg *registry) repo(opts ...fetch.Option) *fetch.Repository {
 	return fetch.New(reg.host(), testRepo, append(base, opts...)...)
 }
 
+// sentTotal closes the server, which waits for the requests being served,
+// and returns the body bytes it wrote: a request counts its bytes once its
+// write returns, which may be after the client has read them all.
+func (reg *registry) sentTotal() int64 {
+	reg.srv.Close()
+	return reg.sent.Load()
+}
+
 func (reg *registry) requests() []reqInfo {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
