@@ -447,8 +447,8 @@ func (f *fileFeeder) stop() {
 }
 
 // writeFile writes p to the file. Every writebackWindow bytes it starts
-// their writeback to disk. The feeder's
-// goroutine calls it, or flush when the feeder is idle.
+// their writeback to disk. The feeder's goroutine calls it, or flush when
+// the feeder is idle.
 func (w *writer) writeFile(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
