@@ -14,8 +14,8 @@ const (
 	// and the bytes decoded since, handed out before the window slides.
 	outSize = windowSize + 1<<20
 	// outMargin is the room a symbol needs at the end of the output: the
-	// longest match and 8 bytes its word-wise copy may write past it.
-	outMargin = maxMatch + 8
+	// longest match and 16 bytes its word-wise copy may write past it.
+	outMargin = maxMatch + 16
 
 	inSize = 128 << 10
 	// inPad is how many zero bytes follow the input's end, so that the
@@ -410,6 +410,11 @@ func (d *decoder) huffman() error {
 	if d.eof {
 		ipLimit = d.end - 8 // from there, a refill may take padding
 	}
+	// e is the main entry for the bits at the bottom of bitbuf, once
+	// preloaded: a match loads the entry after it before copying, so that
+	// the lookup and the copy overlap.
+	var e uint32
+	preloaded := false
 	for {
 		if op > outSize-outMargin {
 			d.bitbuf, d.bitsleft, d.ip, d.op = bitbuf, bitsleft, ip, op
@@ -443,11 +448,13 @@ func (d *decoder) huffman() error {
 			d.symStart = op
 		}
 
-		bitbuf |= binary.LittleEndian.Uint64(in[ip:]) << (bitsleft & 63)
-		ip += int(63-bitsleft) >> 3
-		bitsleft |= 56
-
-		e := lit[bitbuf&(1<<litBits-1)]
+		if !preloaded {
+			bitbuf |= binary.LittleEndian.Uint64(in[ip:]) << (bitsleft & 63)
+			ip += int(63-bitsleft) >> 3
+			bitsleft |= 56
+			e = lit[bitbuf&(1<<litBits-1)]
+		}
+		preloaded = false
 		if e&flagSub != 0 {
 			e = lit[int(e>>16)+int(bitbuf>>litBits)&(1<<(e>>8&31)-1)]
 		}
@@ -513,12 +520,25 @@ func (d *decoder) huffman() error {
 			return d.corrupt()
 		}
 
+		// A second refill for the next symbol: inMargin leaves room for
+		// it, and the input checks at the top still hold for what it
+		// takes (see overrun).
+		bitbuf |= binary.LittleEndian.Uint64(in[ip:]) << (bitsleft & 63)
+		ip += int(63-bitsleft) >> 3
+		bitsleft |= 56
+		e = lit[bitbuf&(1<<litBits-1)]
+		preloaded = true
+
 		src := op - distance
 		switch {
 		case distance >= 8:
 			// Word by word, overlapping or not: each word is read
 			// whole before it is written, at least 8 bytes behind.
-			for i := 0; i < length; i += 8 {
+			// Most matches are short: the first two words go
+			// without a loop.
+			binary.LittleEndian.PutUint64(out[op:], binary.LittleEndian.Uint64(out[src:]))
+			binary.LittleEndian.PutUint64(out[op+8:], binary.LittleEndian.Uint64(out[src+8:]))
+			for i := 16; i < length; i += 8 {
 				binary.LittleEndian.PutUint64(out[op+i:], binary.LittleEndian.Uint64(out[src+i:]))
 			}
 		case distance == 1:
