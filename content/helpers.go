@@ -36,6 +36,9 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // being read to its end (a ReaderAt resumed at an offset is read only up to
 // size; what is committed is verified either way).
 //
+// In a context from [WithTee], Copy also gives the tee every byte it writes,
+// when it writes the blob from its first byte.
+//
 // A commit that finds the blob already present is a success: the store has
 // verified content. Any other failure leaves the ingest in place, so a later
 // Copy with a writer for the same ref resumes it; on [ErrDigestMismatch] the
@@ -61,9 +64,13 @@ func Copy(ctx context.Context, w Writer, r io.Reader, size int64, expected diges
 	if size > 0 {
 		r = io.LimitReader(r, plusOne(size-offset))
 	}
+	var dst io.Writer = writerOnly{w}
+	if tee, ok := ctx.Value(teeKey{}).(io.Writer); ok && offset == 0 {
+		dst = &teeWriter{w: w, tee: tee}
+	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
-	if _, err := io.CopyBuffer(writerOnly{w}, &ctxReader{ctx: ctx, r: r}, *bp); err != nil {
+	if _, err := io.CopyBuffer(dst, &ctxReader{ctx: ctx, r: r}, *bp); err != nil {
 		return fmt.Errorf("copy %s (ref %q): %w", expected, st.Ref, err)
 	}
 	if err := w.Commit(ctx, size, expected, opts...); err != nil && !errdefs.IsAlreadyExists(err) {

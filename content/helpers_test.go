@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -564,5 +565,64 @@ func TestWriteBlobLabelsExistingBlob(t *testing.T) {
 	}
 	if info.Labels["k"] != "v" {
 		t.Fatalf("labels = %v, want k=v added to the existing blob", info.Labels)
+	}
+}
+
+// teeRecorder records what a tee is given, and fails the writes after the
+// first failAfter bytes when failAfter > 0.
+type teeRecorder struct {
+	got       bytes.Buffer
+	failAfter int
+}
+
+func (r *teeRecorder) Write(p []byte) (int, error) {
+	if r.failAfter > 0 && r.got.Len()+len(p) > r.failAfter {
+		return 0, errors.New("tee is full")
+	}
+	return r.got.Write(p)
+}
+
+func TestCopyTee(t *testing.T) {
+	const blob = "0123456789abcdefghijklmnopqrstuvwxyz"
+	desc := descOf(blob)
+	tests := []struct {
+		name     string
+		ingested string // left in the ingest before Copy
+		tee      *teeRecorder
+		off      bool // a nil tee over the recorder
+		want     string
+	}{
+		{"fresh", "", &teeRecorder{}, false, blob},
+		{"resumed ingest is not teed", blob[:10], &teeRecorder{}, false, ""},
+		{"longer ingest restarts, teed", blob + "garbage", &teeRecorder{}, false, blob},
+		{"failing tee ends, Copy goes on", "", &teeRecorder{failAfter: 1}, false, blob[:1]},
+		{"nil tee turns it off", "", &teeRecorder{}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := content.WithTee(t.Context(), tt.tee)
+			if tt.off {
+				ctx = content.WithTee(ctx, nil)
+			}
+			s := memory.New()
+			if tt.ingested != "" {
+				abandonIngest(t, s, "ref", tt.ingested, desc)
+			}
+			w, err := s.Writer(ctx, content.WithRef("ref"), content.WithDescriptor(desc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			// One byte per read, so that a failing tee fails after the first.
+			if err := content.Copy(ctx, w, iotest.OneByteReader(strings.NewReader(blob)), desc.Size, desc.Digest); err != nil {
+				t.Fatalf("Copy() error = %v", err)
+			}
+			if got := tt.tee.got.String(); got != tt.want {
+				t.Errorf("tee got %q, want %q", got, tt.want)
+			}
+			if _, err := s.Info(ctx, desc.Digest); err != nil {
+				t.Errorf("Info() after Copy error = %v, want the blob committed", err)
+			}
+		})
 	}
 }

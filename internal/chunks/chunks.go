@@ -159,9 +159,13 @@ func (p *Pipe) Write(b []byte) bool {
 
 // CloseWrite ends a written stream: the reader gets io.EOF once it has
 // read what was written.
-func (p *Pipe) CloseWrite() {
+func (p *Pipe) CloseWrite() { p.CloseWriteError(io.EOF) }
+
+// CloseWriteError ends a written stream with err: the reader gets it once
+// it has read what was written.
+func (p *Pipe) CloseWriteError(err error) {
 	select {
-	case p.in <- Chunk{Err: io.EOF}:
+	case p.in <- Chunk{Err: err}:
 	case <-p.stop:
 	}
 }

@@ -143,6 +143,26 @@ func TestWrite(t *testing.T) {
 	p.Recycle()
 }
 
+// TestCloseWriteError checks that the reader of a written stream gets what
+// was written, then the error CloseWriteError ended it with.
+func TestCloseWriteError(t *testing.T) {
+	p := chunks.New(2, 1024)
+	errEnd := errors.New("the writer gave up")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		p.Write([]byte("some bytes"))
+		p.CloseWriteError(errEnd)
+	})
+	got, err := io.ReadAll(p)
+	wg.Wait()
+	if string(got) != "some bytes" || !errors.Is(err, errEnd) {
+		t.Fatalf("read %q, %v; want %q, then %v", got, err, "some bytes", errEnd)
+	}
+	if err := p.Discard(); !errors.Is(err, errEnd) {
+		t.Errorf("Discard() after the end = %v, want %v", err, errEnd)
+	}
+}
+
 // TestStop checks that Stop frees a writer and a Source that wait for a
 // reader who reads no more, and that Write then drops what it is given.
 func TestStop(t *testing.T) {
