@@ -3,12 +3,16 @@ package unpack
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/pullkit/pullkit/content"
+	"github.com/pullkit/pullkit/internal/chunks"
 	"github.com/pullkit/pullkit/internal/pagecache"
 )
 
@@ -116,18 +120,28 @@ func (u *Unpacker) startAhead(ctx context.Context, j *unpackJob) {
 		}
 		j.ahead[i] = a
 		j.aheadRunning++
-		go u.decompressAhead(actx, j, i, dir, a)
+		go u.decompressAhead(actx, j, i, dir, a, nil)
 	}
 }
 
 // decompressAhead decompresses layer i of j into unnamed files in dir,
-// then starts the next layers the window lets in.
-func (u *Unpacker) decompressAhead(ctx context.Context, j *unpackJob, i int, dir string, a *ahead) {
-	l, err := u.decompress(ctx, j, i, dir)
+// from its download when src is not nil (see teeAhead), else from the
+// store, then starts the next layers the window lets in.
+func (u *Unpacker) decompressAhead(ctx context.Context, j *unpackJob, i int, dir string, a *ahead, src *chunks.Pipe) {
+	l, err := u.decompress(ctx, j, i, dir, src)
+	if src != nil {
+		src.Stop() // the download goes on without it
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if err == nil {
 		a.l = l
+	} else if errors.Is(err, errNotTeed) && j.ahead[i] == a {
+		// The download did not give the layer whole (the store had the
+		// blob, it resumed an ingest, or it failed): decompress the
+		// layer from the store once it is there, unless its turn has
+		// come.
+		delete(j.ahead, i)
 	}
 	close(a.done)
 	j.aheadRunning--
@@ -136,21 +150,102 @@ func (u *Unpacker) decompressAhead(ctx context.Context, j *unpackJob, i int, dir
 	}
 }
 
-// decompress writes the uncompressed layer i of j to unnamed files in dir,
-// checking the limits and the DiffID Apply would check.
-func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir string) (_ *aheadLayer, err error) {
-	cfg := newApplyConfig(u.cfg.applyOpts)
-	ra, err := u.p.ReaderAt(ctx, j.layers[i])
-	if err != nil {
-		return nil, err
+// teeChunks and teeChunkSize shape the buffer between a layer's download
+// and its decompression ahead (see teeAhead): the download waits while
+// the decompression is that far behind.
+const (
+	teeChunks    = 4
+	teeChunkSize = 1 << 20
+)
+
+// errNotTeed ends a decompression ahead from a download that did not give
+// the whole blob from its first byte.
+var errNotTeed = errors.New("unpack: the download did not give the whole layer")
+
+// teeAhead starts decompressing desc ahead from its download, when desc is
+// a layer of an image being unpacked that is above the next one to apply,
+// in the window WithDecompressAhead sets, and not yet decompressing: the
+// wrapped handler then downloads it with the returned context, in which
+// content.Copy gives the decompression the blob's bytes as it writes
+// them. So the layer is decompressed while it downloads, not read back
+// from the store after. Its bytes are not verified as they arrive, but
+// nothing of them is visible before the layer's turn: they go to unnamed
+// files, its DiffID is checked against what they decompress to, and the
+// layer is applied from them only once its blob is committed. Call the
+// returned function with the wrapped handler's error.
+func (u *Unpacker) teeAhead(ctx context.Context, desc ocispec.Descriptor) (context.Context, func(error)) {
+	none := func(error) {}
+	dir := u.aheadDir()
+	if dir == "" || desc.Size <= 0 {
+		return ctx, none
 	}
-	defer ra.Close()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, j := range u.byLayer[desc.Digest] {
+		if j.done || j.err != nil || j.aheadRunning >= u.cfg.ahead {
+			continue
+		}
+		for i := j.next + 1; i < len(j.layers) && i <= j.next+u.cfg.ahead; i++ {
+			if j.layers[i].Digest != desc.Digest || j.fetched[i] || j.ahead[i] != nil {
+				continue
+			}
+			actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			a := &ahead{done: make(chan struct{}), cancel: cancel}
+			if j.ahead == nil {
+				j.ahead = map[int]*ahead{}
+			}
+			j.ahead[i] = a
+			j.aheadRunning++
+			p := chunks.New(teeChunks, teeChunkSize)
+			tw := &pipeWriter{p: p}
+			go u.decompressAhead(actx, j, i, dir, a, p)
+			return content.WithTee(ctx, tw), func(err error) {
+				if err == nil && tw.n == desc.Size {
+					p.CloseWrite()
+				} else {
+					p.CloseWriteError(errNotTeed)
+				}
+			}
+		}
+	}
+	return ctx, none
+}
+
+// pipeWriter writes to a pipe, and counts what it took.
+type pipeWriter struct {
+	p *chunks.Pipe
+	n int64
+}
+
+func (w *pipeWriter) Write(b []byte) (int, error) {
+	if !w.p.Write(b) {
+		return 0, io.ErrClosedPipe
+	}
+	w.n += int64(len(b))
+	return len(b), nil
+}
+
+// decompress writes the uncompressed layer i of j to unnamed files in dir,
+// checking the limits and the DiffID Apply would check. It reads the
+// layer from src, to the end of what its download gave, when src is not
+// nil, else from the store.
+func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir string, src *chunks.Pipe) (_ *aheadLayer, err error) {
+	cfg := newApplyConfig(u.cfg.applyOpts)
+	var r io.Reader = src
+	if src == nil {
+		ra, err := u.p.ReaderAt(ctx, j.layers[i])
+		if err != nil {
+			return nil, err
+		}
+		defer ra.Close()
+		r = content.NewReader(ra)
+	}
 	var gzipCmd string
 	if !cfg.goGzip {
 		gzipCmd = gzipCommand()
 	}
 	diffID := j.diffIDs[i]
-	s, err := newLayerStream(content.NewReader(ra), diffID.Algorithm(), cfg.maxSize, cfg.maxRatio, gzipCmd)
+	s, err := newLayerStream(r, diffID.Algorithm(), cfg.maxSize, cfg.maxRatio, gzipCmd)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +267,12 @@ func (u *Unpacker) decompress(ctx context.Context, j *unpackJob, i int, dir stri
 	}
 	if got := s.digest(); got != diffID {
 		return nil, &DiffIDMismatchError{Expected: diffID, Actual: got}
+	}
+	if src != nil {
+		// Wait for the download's end: whether it gave the whole blob.
+		if err := src.Discard(); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/pullkit/pullkit/content"
 	"github.com/pullkit/pullkit/content/memory"
 	"github.com/pullkit/pullkit/handlers"
 )
@@ -109,11 +110,147 @@ func TestDecompressAheadFailureFallsBack(t *testing.T) {
 	}
 }
 
+// layer1WaitsForLayer2Download makes layer 1's download wait until layer
+// 2's download has ended, so that layer 2 is fetched before layer 1 is
+// applied, and returns the provider to unpack from, which counts the
+// blobs opened.
+func layer1WaitsForLayer2Download(p *pipeline, img testImage) *countingProvider {
+	fetched := make(chan struct{})
+	p.after = func(ctx context.Context, desc ocispec.Descriptor) error {
+		if desc.Digest == img.layers[1].Digest {
+			close(fetched)
+		}
+		return nil
+	}
+	p.before = func(ctx context.Context, desc ocispec.Descriptor) error {
+		if desc.Digest == img.layers[0].Digest {
+			return waitFor(ctx, fetched, "layer 2's download")
+		}
+		return nil
+	}
+	return newCountingProvider(p.dst)
+}
+
+// TestDecompressAheadFromDownload checks that the layers above the one
+// applied decompress from their downloads, not from the store: they are
+// never read back, and the image unpacks as the layers applied in order.
+func TestDecompressAheadFromDownload(t *testing.T) {
+	for _, mode := range []string{"directory", "snapshotter"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := testContext(t)
+			src := memory.New()
+			entries := threeLayerEntries()
+			entries[1] = append(entries[1], largeEntries()...)
+			img := writeImage(t, src, linuxAMD64, threeImageLayers(t, entries)...)
+			p := newPipeline(src)
+			prov := layer1WaitsForLayer2Download(p, img)
+			dir := filepath.Join(t.TempDir(), "rootfs")
+			var u *Unpacker
+			var sn *Directory
+			if mode == "directory" {
+				u = NewDirUnpacker(dir, prov)
+			} else {
+				var err error
+				if sn, err = NewDirectory(t.TempDir()); err != nil {
+					t.Fatal(err)
+				}
+				u = NewUnpacker(sn, prov)
+			}
+			if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
+				t.Fatalf("Dispatch() error = %v", err)
+			}
+			res, err := u.Results()
+			if err != nil || len(res) != 1 || res[0].ChainID != img.chainIDs[2] {
+				t.Fatalf("Results() = %+v, %v, want the image with chainID %s", res, err, img.chainIDs[2])
+			}
+			if n := prov.count(img.layers[0].Digest); n != 1 {
+				t.Errorf("layer 1 read %d times from the store, want once", n)
+			}
+			for i := 1; i < 3; i++ {
+				if n := prov.count(img.layers[i].Digest); n != 0 {
+					t.Errorf("layer %d read %d times from the store, want none: decompressed from its download", i+1, n)
+				}
+			}
+			var got map[string]treeNode
+			if mode == "directory" {
+				got = readTree(t, dir)
+			} else {
+				got = viewTree(t, sn, img.chainIDs[2].String())
+			}
+			if diffs := diffTrees(got, wantTree(t, entries)); len(diffs) > 0 {
+				t.Fatalf("unpacked image differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
+			}
+		})
+	}
+}
+
+// TestDecompressAheadFromDownloadFallsBack checks the downloads that do not
+// give a decompression ahead what it needs: a blob the store already has
+// is not downloaded, and its layer decompresses from the store; a layer
+// whose DiffID lies fails ahead, and is applied from its blob, which
+// reports the mismatch, with nothing of it or above it in the directory.
+func TestDecompressAheadFromDownloadFallsBack(t *testing.T) {
+	t.Run("blob in the store", func(t *testing.T) {
+		ctx := testContext(t)
+		src := memory.New()
+		layers, entries := threeLayers(t)
+		img := writeImage(t, src, linuxAMD64, layers...)
+		p := newPipeline(src)
+		prov := layer1WaitsForLayer2Download(p, img)
+		ra, err := src.ReaderAt(ctx, img.layers[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = content.WriteBlob(ctx, p.dst, "present", content.NewReader(ra), img.layers[1])
+		ra.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		u := NewDirUnpacker(dir, prov)
+		if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
+			t.Fatalf("Dispatch() error = %v", err)
+		}
+		res, err := u.Results()
+		checkApplied(t, res, err, img)
+		if n := prov.count(img.layers[1].Digest); n != 1 {
+			t.Errorf("layer 2 read %d times from the store, want once", n)
+		}
+		if diffs := diffTrees(readTree(t, dir), wantTree(t, entries)); len(diffs) > 0 {
+			t.Fatalf("unpacked directory differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
+		}
+	})
+	t.Run("DiffID mismatch", func(t *testing.T) {
+		ctx := testContext(t)
+		src := memory.New()
+		layers, _ := threeLayers(t)
+		diffIDs := []digest.Digest{layers[0].diffID, digest.FromString("not this layer"), layers[2].diffID}
+		img := writeImageDiffIDs(t, src, linuxAMD64, diffIDs, layers...)
+		p := newPipeline(src)
+		prov := layer1WaitsForLayer2Download(p, img)
+		dir := t.TempDir()
+		u := NewDirUnpacker(dir, prov)
+		err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest)
+		var mismatch *DiffIDMismatchError
+		if !errors.As(err, &mismatch) || mismatch.Expected != diffIDs[1] || mismatch.Actual != layers[1].diffID {
+			t.Fatalf("Dispatch() error = %v, want layer 2's DiffID mismatch", err)
+		}
+		if n := prov.count(img.layers[1].Digest); n != 1 {
+			t.Errorf("layer 2 read %d times from the store, want once: to apply it from its blob", n)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "app")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("layer 3 reached the directory: %v", err)
+		}
+	})
+}
+
 // layer1WaitsForLayer2 makes layer 1's download wait until layer 2's blob
-// has been read and closed, which only a decompression ahead does before
-// layer 1 is applied, and returns the provider to unpack from, which
-// counts the blobs opened.
+// has been read from the store and closed, which only a decompression
+// ahead does before layer 1 is applied, and returns the provider to unpack
+// from, which counts the blobs opened. Downloads are not copied to the
+// decompressions ahead, which read the store.
 func layer1WaitsForLayer2(p *pipeline, img testImage) *countingProvider {
+	p.noTee = true
 	read := make(chan struct{})
 	var once sync.Once
 	log := &readLog{Provider: p.dst, onClose: func(d digest.Digest) {

@@ -95,9 +95,18 @@ func WithFetchWindow(n int64) Option {
 // WithDecompressAhead sets how many layers an [Unpacker] decompresses
 // ahead of the one it applies. Layers are applied in order, one at a time,
 // and a gzip stream decodes on one core; with n > 0, the next n layers
-// whose blobs are in the store decompress meanwhile, on other cores, into
-// unnamed temporary files (O_TMPFILE) in the target's file system, with
-// their size and ratio limits and their DiffID checked. The content of each
+// decompress meanwhile, on other cores, into unnamed temporary files
+// (O_TMPFILE) in the target's file system, with their size and ratio
+// limits and their DiffID checked. A layer whose download starts while it
+// is among those n decompresses from the download itself: the wrapped
+// handler downloads it with a context in which [content.Copy] gives the
+// decompression every byte it writes ([content.WithTee]), through 4 MiB
+// of buffers, so that the layer is not read back from the store; the
+// download waits when the decompression falls that far behind. Other
+// layers decompress from the store once their blobs are there, as does a
+// layer whose download does not give its whole blob (the store had it, or
+// the download resumed an earlier ingest). Either way, nothing of a layer
+// is applied before its blob is committed to the store. The content of each
 // regular file of 1 MiB or more goes to a file of its own (up to 256 per
 // layer, and a sixteenth of the process's limit of open files, for each is
 // open until the layer applies), the rest of the tar stream to one more. When its turn comes, the
@@ -298,7 +307,9 @@ func (u *Unpacker) Wrap(h handlers.Handler) handlers.Handler {
 		if desc.MediaType == applyMediaType {
 			return nil, u.applyHandled(ctx, desc)
 		}
-		children, err := h.Handle(ctx, desc)
+		hctx, teed := u.teeAhead(ctx, desc)
+		children, err := h.Handle(hctx, desc)
+		teed(err)
 		if err != nil {
 			return children, err
 		}

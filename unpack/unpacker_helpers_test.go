@@ -234,6 +234,10 @@ type pipeline struct {
 	fetched  map[digest.Digest]int
 	// before and after, when set, run before and after a blob is copied.
 	before, after func(ctx context.Context, desc ocispec.Descriptor) error
+	// noTee turns off the copy of downloads to an Unpacker's
+	// decompressions ahead (content.WithTee), so that they read the
+	// layers from the store.
+	noTee bool
 }
 
 func newPipeline(src *memory.Store) *pipeline {
@@ -251,6 +255,9 @@ func (p *pipeline) handler() handlers.Handler {
 		p.mu.Lock()
 		p.fetched[desc.Digest]++
 		p.mu.Unlock()
+		if p.noTee {
+			ctx = content.WithTee(ctx, nil)
+		}
 		ra, err := p.src.ReaderAt(ctx, desc)
 		if err != nil {
 			return nil, err
