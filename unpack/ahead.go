@@ -111,17 +111,24 @@ func (u *Unpacker) startAhead(ctx context.Context, j *unpackJob) {
 		if !j.fetched[i] || j.ahead[i] != nil {
 			continue
 		}
-		// Not the handler call's context: Dispatch cancels that once the
-		// call's siblings are done, long before this layer's turn.
-		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		a := &ahead{done: make(chan struct{}), cancel: cancel}
-		if j.ahead == nil {
-			j.ahead = map[int]*ahead{}
-		}
-		j.ahead[i] = a
-		j.aheadRunning++
-		go u.decompressAhead(actx, j, i, dir, a, nil)
+		u.startLayerAhead(ctx, j, i, dir, nil)
 	}
+}
+
+// startLayerAhead records layer i of j as decompressing ahead, and starts
+// decompressing it from src, or from the store when src is nil. The
+// caller holds u.mu.
+func (u *Unpacker) startLayerAhead(ctx context.Context, j *unpackJob, i int, dir string, src *chunks.Pipe) {
+	// Not the handler call's context: Dispatch cancels that once the
+	// call's siblings are done, long before this layer's turn.
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &ahead{done: make(chan struct{}), cancel: cancel}
+	if j.ahead == nil {
+		j.ahead = map[int]*ahead{}
+	}
+	j.ahead[i] = a
+	j.aheadRunning++
+	go u.decompressAhead(actx, j, i, dir, a, src)
 }
 
 // decompressAhead decompresses layer i of j into unnamed files in dir,
@@ -189,16 +196,9 @@ func (u *Unpacker) teeAhead(ctx context.Context, desc ocispec.Descriptor) (conte
 			if j.layers[i].Digest != desc.Digest || j.fetched[i] || j.ahead[i] != nil {
 				continue
 			}
-			actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			a := &ahead{done: make(chan struct{}), cancel: cancel}
-			if j.ahead == nil {
-				j.ahead = map[int]*ahead{}
-			}
-			j.ahead[i] = a
-			j.aheadRunning++
 			p := chunks.New(teeChunks, teeChunkSize)
 			tw := &pipeWriter{p: p}
-			go u.decompressAhead(actx, j, i, dir, a, p)
+			u.startLayerAhead(ctx, j, i, dir, p)
 			return content.WithTee(ctx, tw), func(err error) {
 				if err == nil && tw.n == desc.Size {
 					p.CloseWrite()

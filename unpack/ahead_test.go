@@ -35,49 +35,58 @@ import (
 func TestDecompressAhead(t *testing.T) {
 	for _, mode := range []string{"directory", "snapshotter"} {
 		t.Run(mode, func(t *testing.T) {
-			ctx := testContext(t)
-			src := memory.New()
-			entries := threeLayerEntries()
-			entries[1] = append(entries[1], largeEntries()...)
-			img := writeImage(t, src, linuxAMD64, threeImageLayers(t, entries)...)
-			p := newPipeline(src)
-			log := layer1WaitsForLayer2(p, img)
-
-			var u *Unpacker
-			var sn *Directory
-			dir := filepath.Join(t.TempDir(), "rootfs")
-			if mode == "directory" {
-				u = NewDirUnpacker(dir, log)
-			} else {
-				var err error
-				if sn, err = NewDirectory(t.TempDir()); err != nil {
-					t.Fatal(err)
-				}
-				u = NewUnpacker(sn, log)
-			}
-			if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
-				t.Fatalf("Dispatch() error = %v", err)
-			}
-			res, err := u.Results()
-			if err != nil || len(res) != 1 || res[0].ChainID != img.chainIDs[2] {
-				t.Fatalf("Results() = %+v, %v, want the image with chainID %s", res, err, img.chainIDs[2])
-			}
+			img, log := unpackAhead(t, mode, layer1WaitsForLayer2)
 			for i, l := range img.layers {
 				if n := log.count(l.Digest); n != 1 {
 					t.Errorf("layer %d read %d times, want once", i+1, n)
 				}
 			}
-			var got map[string]treeNode
-			if mode == "directory" {
-				got = readTree(t, dir)
-			} else {
-				got = viewTree(t, sn, img.chainIDs[2].String())
-			}
-			if diffs := diffTrees(got, wantTree(t, entries)); len(diffs) > 0 {
-				t.Fatalf("unpacked image differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
-			}
 		})
 	}
+}
+
+// unpackAhead pulls and unpacks, into a directory or a snapshotter (mode),
+// an image of three layers whose second holds large files, with its
+// downloads ordered by order, and checks that it unpacks as the layers
+// applied in order. It returns the image and the provider order made.
+func unpackAhead(t *testing.T, mode string, order func(*pipeline, testImage) *countingProvider) (testImage, *countingProvider) {
+	t.Helper()
+	ctx := testContext(t)
+	src := memory.New()
+	entries := threeLayerEntries()
+	entries[1] = append(entries[1], largeEntries()...)
+	img := writeImage(t, src, linuxAMD64, threeImageLayers(t, entries)...)
+	p := newPipeline(src)
+	prov := order(p, img)
+	var u *Unpacker
+	var sn *Directory
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	if mode == "directory" {
+		u = NewDirUnpacker(dir, prov)
+	} else {
+		var err error
+		if sn, err = NewDirectory(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		u = NewUnpacker(sn, prov)
+	}
+	if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
+		t.Fatalf("Dispatch() error = %v", err)
+	}
+	res, err := u.Results()
+	if err != nil || len(res) != 1 || res[0].ChainID != img.chainIDs[2] {
+		t.Fatalf("Results() = %+v, %v, want the image with chainID %s", res, err, img.chainIDs[2])
+	}
+	var got map[string]treeNode
+	if mode == "directory" {
+		got = readTree(t, dir)
+	} else {
+		got = viewTree(t, sn, img.chainIDs[2].String())
+	}
+	if diffs := diffTrees(got, wantTree(t, entries)); len(diffs) > 0 {
+		t.Fatalf("unpacked image differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
+	}
+	return img, prov
 }
 
 // TestDecompressAheadFailureFallsBack checks that a layer whose
@@ -85,28 +94,40 @@ func TestDecompressAhead(t *testing.T) {
 // blob, which reports the failure as Apply does, and that nothing of it or
 // above it reaches the directory.
 func TestDecompressAheadFailureFallsBack(t *testing.T) {
-	ctx := testContext(t)
-	src := memory.New()
-	layers, _ := threeLayers(t)
-	diffIDs := []digest.Digest{layers[0].diffID, digest.FromString("not this layer"), layers[2].diffID}
-	img := writeImageDiffIDs(t, src, linuxAMD64, diffIDs, layers...)
-	p := newPipeline(src)
-	log := layer1WaitsForLayer2(p, img)
-	dir := t.TempDir()
-	u := NewDirUnpacker(dir, log)
-	err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest)
-	var mismatch *DiffIDMismatchError
-	if !errors.As(err, &mismatch) || mismatch.Expected != diffIDs[1] || mismatch.Actual != layers[1].diffID {
-		t.Fatalf("Dispatch() error = %v, want layer 2's DiffID mismatch", err)
-	}
-	if n := log.count(img.layers[1].Digest); n != 2 {
-		t.Errorf("layer 2 read %d times, want twice: ahead, then from its blob", n)
-	}
-	if _, err := os.Lstat(filepath.Join(dir, "app")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("layer 3 reached the directory: %v", err)
-	}
-	if res, err := u.Results(); err == nil || len(res) != 0 {
-		t.Errorf("Results() = %v, %v, want the mismatch", res, err)
+	for _, tc := range []struct {
+		name      string
+		order     func(*pipeline, testImage) *countingProvider
+		wantReads int
+		why       string
+	}{
+		{"from the store", layer1WaitsForLayer2, 2, "ahead, then from its blob"},
+		{"from the download", layer1WaitsForLayer2Download, 1, "from its blob"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			src := memory.New()
+			layers, _ := threeLayers(t)
+			diffIDs := []digest.Digest{layers[0].diffID, digest.FromString("not this layer"), layers[2].diffID}
+			img := writeImageDiffIDs(t, src, linuxAMD64, diffIDs, layers...)
+			p := newPipeline(src)
+			log := tc.order(p, img)
+			dir := t.TempDir()
+			u := NewDirUnpacker(dir, log)
+			err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest)
+			var mismatch *DiffIDMismatchError
+			if !errors.As(err, &mismatch) || mismatch.Expected != diffIDs[1] || mismatch.Actual != layers[1].diffID {
+				t.Fatalf("Dispatch() error = %v, want layer 2's DiffID mismatch", err)
+			}
+			if n := log.count(img.layers[1].Digest); n != tc.wantReads {
+				t.Errorf("layer 2 read %d times from the store, want %d: %s", n, tc.wantReads, tc.why)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "app")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("layer 3 reached the directory: %v", err)
+			}
+			if res, err := u.Results(); err == nil || len(res) != 0 {
+				t.Errorf("Results() = %v, %v, want the mismatch", res, err)
+			}
+		})
 	}
 }
 
@@ -137,32 +158,7 @@ func layer1WaitsForLayer2Download(p *pipeline, img testImage) *countingProvider 
 func TestDecompressAheadFromDownload(t *testing.T) {
 	for _, mode := range []string{"directory", "snapshotter"} {
 		t.Run(mode, func(t *testing.T) {
-			ctx := testContext(t)
-			src := memory.New()
-			entries := threeLayerEntries()
-			entries[1] = append(entries[1], largeEntries()...)
-			img := writeImage(t, src, linuxAMD64, threeImageLayers(t, entries)...)
-			p := newPipeline(src)
-			prov := layer1WaitsForLayer2Download(p, img)
-			dir := filepath.Join(t.TempDir(), "rootfs")
-			var u *Unpacker
-			var sn *Directory
-			if mode == "directory" {
-				u = NewDirUnpacker(dir, prov)
-			} else {
-				var err error
-				if sn, err = NewDirectory(t.TempDir()); err != nil {
-					t.Fatal(err)
-				}
-				u = NewUnpacker(sn, prov)
-			}
-			if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
-				t.Fatalf("Dispatch() error = %v", err)
-			}
-			res, err := u.Results()
-			if err != nil || len(res) != 1 || res[0].ChainID != img.chainIDs[2] {
-				t.Fatalf("Results() = %+v, %v, want the image with chainID %s", res, err, img.chainIDs[2])
-			}
+			img, prov := unpackAhead(t, mode, layer1WaitsForLayer2Download)
 			if n := prov.count(img.layers[0].Digest); n != 1 {
 				t.Errorf("layer 1 read %d times from the store, want once", n)
 			}
@@ -171,77 +167,42 @@ func TestDecompressAheadFromDownload(t *testing.T) {
 					t.Errorf("layer %d read %d times from the store, want none: decompressed from its download", i+1, n)
 				}
 			}
-			var got map[string]treeNode
-			if mode == "directory" {
-				got = readTree(t, dir)
-			} else {
-				got = viewTree(t, sn, img.chainIDs[2].String())
-			}
-			if diffs := diffTrees(got, wantTree(t, entries)); len(diffs) > 0 {
-				t.Fatalf("unpacked image differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
-			}
 		})
 	}
 }
 
-// TestDecompressAheadFromDownloadFallsBack checks the downloads that do not
-// give a decompression ahead what it needs: a blob the store already has
-// is not downloaded, and its layer decompresses from the store; a layer
-// whose DiffID lies fails ahead, and is applied from its blob, which
-// reports the mismatch, with nothing of it or above it in the directory.
-func TestDecompressAheadFromDownloadFallsBack(t *testing.T) {
-	t.Run("blob in the store", func(t *testing.T) {
-		ctx := testContext(t)
-		src := memory.New()
-		layers, entries := threeLayers(t)
-		img := writeImage(t, src, linuxAMD64, layers...)
-		p := newPipeline(src)
-		prov := layer1WaitsForLayer2Download(p, img)
-		ra, err := src.ReaderAt(ctx, img.layers[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = content.WriteBlob(ctx, p.dst, "present", content.NewReader(ra), img.layers[1])
-		ra.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		u := NewDirUnpacker(dir, prov)
-		if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
-			t.Fatalf("Dispatch() error = %v", err)
-		}
-		res, err := u.Results()
-		checkApplied(t, res, err, img)
-		if n := prov.count(img.layers[1].Digest); n != 1 {
-			t.Errorf("layer 2 read %d times from the store, want once", n)
-		}
-		if diffs := diffTrees(readTree(t, dir), wantTree(t, entries)); len(diffs) > 0 {
-			t.Fatalf("unpacked directory differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
-		}
-	})
-	t.Run("DiffID mismatch", func(t *testing.T) {
-		ctx := testContext(t)
-		src := memory.New()
-		layers, _ := threeLayers(t)
-		diffIDs := []digest.Digest{layers[0].diffID, digest.FromString("not this layer"), layers[2].diffID}
-		img := writeImageDiffIDs(t, src, linuxAMD64, diffIDs, layers...)
-		p := newPipeline(src)
-		prov := layer1WaitsForLayer2Download(p, img)
-		dir := t.TempDir()
-		u := NewDirUnpacker(dir, prov)
-		err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest)
-		var mismatch *DiffIDMismatchError
-		if !errors.As(err, &mismatch) || mismatch.Expected != diffIDs[1] || mismatch.Actual != layers[1].diffID {
-			t.Fatalf("Dispatch() error = %v, want layer 2's DiffID mismatch", err)
-		}
-		if n := prov.count(img.layers[1].Digest); n != 1 {
-			t.Errorf("layer 2 read %d times from the store, want once: to apply it from its blob", n)
-		}
-		if _, err := os.Lstat(filepath.Join(dir, "app")); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("layer 3 reached the directory: %v", err)
-		}
-	})
+// TestDecompressAheadStoreHasBlob checks that a layer whose blob the store
+// already has, so that its download gives nothing, decompresses from the
+// store.
+func TestDecompressAheadStoreHasBlob(t *testing.T) {
+	ctx := testContext(t)
+	src := memory.New()
+	layers, entries := threeLayers(t)
+	img := writeImage(t, src, linuxAMD64, layers...)
+	p := newPipeline(src)
+	prov := layer1WaitsForLayer2Download(p, img)
+	ra, err := src.ReaderAt(ctx, img.layers[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = content.WriteBlob(ctx, p.dst, "present", content.NewReader(ra), img.layers[1])
+	ra.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	u := NewDirUnpacker(dir, prov)
+	if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
+		t.Fatalf("Dispatch() error = %v", err)
+	}
+	res, err := u.Results()
+	checkApplied(t, res, err, img)
+	if n := prov.count(img.layers[1].Digest); n != 1 {
+		t.Errorf("layer 2 read %d times from the store, want once", n)
+	}
+	if diffs := diffTrees(readTree(t, dir), wantTree(t, entries)); len(diffs) > 0 {
+		t.Fatalf("unpacked directory differs from the layers applied in order:\n%s", strings.Join(diffs, "\n"))
+	}
 }
 
 // layer1WaitsForLayer2 makes layer 1's download wait until layer 2's blob
