@@ -19,7 +19,10 @@
 // ingest outlives its writer: a writer opened later with the same ref, even
 // by another process after a crash, resumes at [Status].Offset. [Copy] and
 // [WriteBlob] do that resumption for a reader; [OpenWriter] waits while
-// another writer holds the ref.
+// another writer holds the ref. In a context from [WithTee], Copy also
+// hands what it writes to a consumer that starts on a blob while it
+// downloads (an unpacker decompressing a layer), unverified until the
+// commit.
 //
 // # Errors
 //
