@@ -47,9 +47,10 @@ func TestDecompressAhead(t *testing.T) {
 
 // unpackAhead pulls and unpacks, into a directory or a snapshotter (mode),
 // an image of three layers whose second holds large files, with its
-// downloads ordered by order, and checks that it unpacks as the layers
-// applied in order. It returns the image and the provider order made.
-func unpackAhead(t *testing.T, mode string, order func(*pipeline, testImage) *countingProvider) (testImage, *countingProvider) {
+// downloads ordered by order and the Unpacker's options opts, and checks
+// that it unpacks as the layers applied in order. It returns the image and
+// the provider order made.
+func unpackAhead(t *testing.T, mode string, order func(*pipeline, testImage) *countingProvider, opts ...Option) (testImage, *countingProvider) {
 	t.Helper()
 	ctx := testContext(t)
 	src := memory.New()
@@ -62,13 +63,13 @@ func unpackAhead(t *testing.T, mode string, order func(*pipeline, testImage) *co
 	var sn *Directory
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	if mode == "directory" {
-		u = NewDirUnpacker(dir, prov)
+		u = NewDirUnpacker(dir, prov, opts...)
 	} else {
 		var err error
 		if sn, err = NewDirectory(t.TempDir()); err != nil {
 			t.Fatal(err)
 		}
-		u = NewUnpacker(sn, prov)
+		u = NewUnpacker(sn, prov, opts...)
 	}
 	if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 0, img.manifest); err != nil {
 		t.Fatalf("Dispatch() error = %v", err)
@@ -169,6 +170,52 @@ func TestDecompressAheadFromDownload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFetchWindowBesideTee checks that a layer whose download feeds its
+// decompression ahead does not hold the fetch window: with a window of one
+// byte, layer 3's download starts while layer 2's, teed, is still under
+// way, once layer 1 is applied.
+func TestFetchWindowBesideTee(t *testing.T) {
+	for _, mode := range []string{"directory", "snapshotter"} {
+		t.Run(mode, func(t *testing.T) {
+			img, prov := unpackAhead(t, mode, layer2DownloadBesideLayer3, WithFetchWindow(1))
+			for i := 1; i < 3; i++ {
+				if n := prov.count(img.layers[i].Digest); n != 0 {
+					t.Errorf("layer %d read %d times from the store, want none: decompressed from its download", i+1, n)
+				}
+			}
+		})
+	}
+}
+
+// layer2DownloadBesideLayer3 makes layer 2's download wait until layer 3's
+// has started, and layer 1's apply wait until layer 2's download has
+// started (so that it is teed to its decompression by then), and returns
+// the provider to unpack from, which counts the blobs opened. With a fetch
+// window that holds one layer, only a window that leaves teed downloads
+// out lets layer 3 start before layer 2 is fetched.
+func layer2DownloadBesideLayer3(p *pipeline, img testImage) *countingProvider {
+	started2, started3 := make(chan struct{}), make(chan struct{})
+	p.before = func(ctx context.Context, desc ocispec.Descriptor) error {
+		switch desc.Digest {
+		case img.layers[1].Digest:
+			close(started2)
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			return waitFor(ctx, started3, "layer 3's download, beside layer 2's")
+		case img.layers[2].Digest:
+			close(started3)
+		}
+		return nil
+	}
+	prov := newCountingProvider(p.dst)
+	prov.before = func(ctx context.Context, desc ocispec.Descriptor) {
+		if desc.Digest == img.layers[0].Digest {
+			waitFor(ctx, started2, "layer 2's download")
+		}
+	}
+	return prov
 }
 
 // TestDecompressAheadStoreHasBlob checks that a layer whose blob the store

@@ -265,7 +265,9 @@ func TestDirUnpackerCreatesDir(t *testing.T) {
 
 // TestUnpackerFetchWindow checks that with a window of one byte layers
 // download one after the other, bottom first, and that a layer is applied
-// while the next one downloads.
+// while the next one downloads. Layers are not decompressed ahead: a
+// download that feeds one does not count against the window
+// (TestFetchWindowBesideTee).
 func TestUnpackerFetchWindow(t *testing.T) {
 	for _, flat := range []bool{false, true} {
 		t.Run(fmt.Sprintf("flat=%v", flat), func(t *testing.T) {
@@ -317,9 +319,9 @@ func TestUnpackerFetchWindow(t *testing.T) {
 			var dir string
 			if flat {
 				dir = t.TempDir()
-				u = NewDirUnpacker(dir, cp, WithFetchWindow(1))
+				u = NewDirUnpacker(dir, cp, WithFetchWindow(1), WithDecompressAhead(-1))
 			} else {
-				u = NewUnpacker(newRecordingSnapshotter(t), cp, WithFetchWindow(1))
+				u = NewUnpacker(newRecordingSnapshotter(t), cp, WithFetchWindow(1), WithDecompressAhead(-1))
 			}
 			if err := handlers.Dispatch(ctx, u.Wrap(p.handler()), 4, img.manifest); err != nil {
 				t.Fatalf("Dispatch() error = %v", err)

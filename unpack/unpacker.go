@@ -80,7 +80,10 @@ func WithFetchSkipped() Option {
 // while the layers above it still download, rather than when all of them
 // end together. Small layers still download several at once (as many as
 // the pull's concurrency allows); large ones one after the other, each at
-// the speed of the connections it gets. The default is 64 MiB; n < 0 lets
+// the speed of the connections it gets. A layer whose download feeds its
+// decompression ahead ([WithDecompressAhead]) goes at that
+// decompression's pace, and does not count against the window: the next
+// layers start beside it. The default is 64 MiB; n < 0 lets
 // every layer download at once, in no set order. [Unpack] and [ToDir], which
 // read layers already in the store, have no use for it.
 func WithFetchWindow(n int64) Option {
@@ -164,9 +167,10 @@ func WithDecompressAhead(n int) Option {
 //     the wrapper sees: handling it applies the layer onto a snapshot
 //     prepared on the layer below, verifies its DiffID against the config's
 //     rootfs.diff_ids, and commits the snapshot under the layer's chainID;
-//     then it applies any later layers already fetched. A layer fetched early
-//     waits, committed in the store, for the one that applies the layer
-//     below it to apply it too.
+//     then it applies any later layers already fetched, and returns as
+//     its children the layers the window then lets download. A layer
+//     fetched early waits, committed in the store, for the one that applies
+//     the layer below it to apply it too.
 //
 // So every apply happens inside a handler call, beside the downloads that
 // go on: when Dispatch returns, every image whose layers it fetched is
@@ -305,7 +309,7 @@ func NewDirUnpacker(dir string, p content.Provider, opts ...Option) *Unpacker {
 func (u *Unpacker) Wrap(h handlers.Handler) handlers.Handler {
 	return handlers.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 		if desc.MediaType == applyMediaType {
-			return nil, u.applyHandled(ctx, desc)
+			return u.applyHandled(ctx, desc)
 		}
 		hctx, teed := u.teeAhead(ctx, desc)
 		children, err := h.Handle(hctx, desc)
@@ -498,7 +502,11 @@ func (u *Unpacker) start(ctx context.Context, j *unpackJob) ([]ocispec.Descripto
 }
 
 // release returns the layers of j to fetch next, bottom first, within the
-// fetch window. The caller holds u.mu.
+// fetch window. A layer whose download feeds a decompression ahead (see
+// teeAhead) does not count against the window: it downloads at the pace
+// of that decompression, on a core of its own, and holding the next
+// layers back behind it would leave the other cores idle. The caller holds
+// u.mu.
 func (u *Unpacker) release(j *unpackJob) []ocispec.Descriptor {
 	var (
 		out      []ocispec.Descriptor
@@ -506,7 +514,7 @@ func (u *Unpacker) release(j *unpackJob) []ocispec.Descriptor {
 		pending  int
 	)
 	for i := j.next; i < j.released; i++ {
-		if !j.fetched[i] {
+		if !j.fetched[i] && j.ahead[i] == nil {
 			inflight += max(j.layers[i].Size, 0)
 			pending++
 		}
@@ -562,15 +570,25 @@ func (u *Unpacker) layerHandled(ctx context.Context, desc ocispec.Descriptor) []
 }
 
 // applyHandled applies the fetched layers of the image whose manifest
-// digest desc carries, as layerHandled asked.
-func (u *Unpacker) applyHandled(ctx context.Context, desc ocispec.Descriptor) error {
+// digest desc carries, as layerHandled asked, and returns the layers the
+// fetch window then lets download: those whose downloads now feed
+// decompressions ahead no longer count against it (see release).
+func (u *Unpacker) applyHandled(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	u.mu.Lock()
 	j := u.byDigest[desc.Digest]
 	u.mu.Unlock()
 	if j == nil {
-		return fmt.Errorf("unpack: no image with manifest %s to apply: %w", desc.Digest, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("unpack: no image with manifest %s to apply: %w", desc.Digest, errdefs.ErrInvalidArgument)
 	}
-	return u.drive(ctx, j)
+	if err := u.drive(ctx, j); err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if j.done || j.err != nil {
+		return nil, nil
+	}
+	return u.release(j), nil
 }
 
 // drive applies j's layers from j.next while they are fetched. The caller
