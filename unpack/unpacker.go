@@ -514,6 +514,8 @@ func (u *Unpacker) release(j *unpackJob) []ocispec.Descriptor {
 		pending  int
 	)
 	for i := j.next; i < j.released; i++ {
+		// A layer not yet fetched is decompressing ahead only from its
+		// download: startAhead waits for the blob.
 		if !j.fetched[i] && j.ahead[i] == nil {
 			inflight += max(j.layers[i].Size, 0)
 			pending++
@@ -580,20 +582,13 @@ func (u *Unpacker) applyHandled(ctx context.Context, desc ocispec.Descriptor) ([
 	if j == nil {
 		return nil, fmt.Errorf("unpack: no image with manifest %s to apply: %w", desc.Digest, errdefs.ErrInvalidArgument)
 	}
-	if err := u.drive(ctx, j); err != nil {
-		return nil, err
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if j.done || j.err != nil {
-		return nil, nil
-	}
-	return u.release(j), nil
+	return u.drive(ctx, j)
 }
 
-// drive applies j's layers from j.next while they are fetched. The caller
-// has set j.applying, which drive clears when it stops.
-func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
+// drive applies j's layers from j.next while they are fetched, and returns
+// the layers the fetch window then lets download. The caller has set
+// j.applying, which drive clears when it stops.
+func (u *Unpacker) drive(ctx context.Context, j *unpackJob) ([]ocispec.Descriptor, error) {
 	u.mu.Lock()
 	i := j.next
 	u.mu.Unlock()
@@ -611,7 +606,7 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 			j.applying = false
 			u.dropAhead(j)
 			u.mu.Unlock()
-			return err
+			return nil, err
 		}
 		j.applied[i] = applied
 		j.next++
@@ -620,8 +615,9 @@ func (u *Unpacker) drive(ctx context.Context, j *unpackJob) error {
 		if i == len(j.layers) || !j.fetched[i] {
 			j.done = i == len(j.layers)
 			j.applying = false
+			next := u.release(j) // none once done: every layer was released
 			u.mu.Unlock()
-			return nil
+			return next, nil
 		}
 		u.mu.Unlock()
 	}
